@@ -1,0 +1,180 @@
+"""Every setting of every service, read from the environment in this one place.
+
+Each service builds a ``Settings`` once (in its app factory) and passes it down; nothing
+else reads ``os.environ``. Defaults run the whole store on one machine.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_REPLICAS = "1=http://127.0.0.1:8101,2=http://127.0.0.1:8102,3=http://127.0.0.1:8103"
+
+
+class ConfigError(ValueError):
+    """A setting has a value the store cannot run with."""
+
+
+def _str(env: dict[str, str], name: str, default: str) -> str:
+    value = env.get(name, "").strip()
+    return value or default
+
+
+def _int(env: dict[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {value}")
+    return value
+
+
+def _bool(env: dict[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be 0 or 1, got {raw!r}")
+
+
+def parse_replicas(spec: str) -> dict[int, str]:
+    """Parse ``"1=http://host:8101,2=http://host:8102"`` into ``{1: url, 2: url}``."""
+    replicas: dict[int, str] = {}
+    for item in spec.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        rid, sep, url = item.partition("=")
+        if not sep or not rid.strip().isdigit() or not url.strip():
+            raise ConfigError(f"ORDER_REPLICAS entry {item!r} is not of the form ID=URL")
+        replicas[int(rid)] = url.strip().rstrip("/")
+    if not replicas:
+        raise ConfigError("ORDER_REPLICAS names no replica")
+    return replicas
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Where the services are.
+    host: str = "127.0.0.1"
+    frontend_port: int = 8000
+    catalog_port: int = 8001
+    catalog_url: str = "http://127.0.0.1:8001"
+    replicas: dict[int, str] = field(default_factory=lambda: parse_replicas(DEFAULT_REPLICAS))
+    replica_id: int = 0  # set for an order replica process; 0 elsewhere
+
+    # Redis: the cache and the invalidation channel.
+    redis_url: str = ""  # empty: `toystore up` starts its own Redis on redis_port
+    redis_port: int = 8379
+    cache_enabled: bool = True
+    cache_prefix: str = "toystore"
+    invalidation_channel: str = "toystore:invalidations"
+    lease_ttl_ms: int = 2000
+    redis_timeout: float = 0.5
+
+    # Files.
+    data_dir: Path = Path("var")
+    catalog_data: str = ""  # JSON file of toys; empty: the built-in catalog
+    restock_interval: float = 10.0
+    restock_amount: int = 100
+
+    # Calls between services.
+    http_timeout: float = 2.0
+    order_deadline: float = 8.0  # front-end: total time to place one order across failovers
+
+    # Replication.
+    write_quorum: str = "majority"  # or "1": asynchronous followers (can lose acked orders)
+    heartbeat_interval: float = 0.05
+    commit_timeout: float = 2.0
+    replication_batch: int = 512
+    sqlite_synchronous: str = "FULL"
+
+    # Processes.
+    frontend_workers: int = 4
+    frontend_threads: int = 8
+    service_threads: int = 32
+
+    # Input bounds.
+    max_name_length: int = 64
+    max_order_quantity: int = 1000
+    max_body_bytes: int = 4096
+
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        host = _str(env, "HOST", "127.0.0.1")
+        catalog_port = _int(env, "CATALOG_PORT", 8001, minimum=1)
+        quorum = _str(env, "ORDER_WRITE_QUORUM", "majority").lower()
+        if quorum not in ("majority", "1"):
+            raise ConfigError(f"ORDER_WRITE_QUORUM must be 'majority' or '1', got {quorum!r}")
+        synchronous = _str(env, "SQLITE_SYNCHRONOUS", "FULL").upper()
+        if synchronous not in ("FULL", "NORMAL", "OFF"):
+            raise ConfigError(f"SQLITE_SYNCHRONOUS must be FULL, NORMAL or OFF, got {synchronous}")
+        return cls(
+            host=host,
+            frontend_port=_int(env, "FRONTEND_PORT", 8000, minimum=1),
+            catalog_port=catalog_port,
+            catalog_url=_str(env, "CATALOG_URL", f"http://127.0.0.1:{catalog_port}").rstrip("/"),
+            replicas=parse_replicas(_str(env, "ORDER_REPLICAS", DEFAULT_REPLICAS)),
+            replica_id=_int(env, "REPLICA_ID", 0),
+            redis_url=_str(env, "REDIS_URL", ""),
+            redis_port=_int(env, "REDIS_PORT", 8379, minimum=1),
+            cache_enabled=_bool(env, "CACHE_ENABLED", True),
+            cache_prefix=_str(env, "CACHE_PREFIX", "toystore"),
+            invalidation_channel=_str(env, "INVALIDATION_CHANNEL", "toystore:invalidations"),
+            lease_ttl_ms=_int(env, "CACHE_LEASE_TTL_MS", 2000, minimum=1),
+            redis_timeout=_float(env, "REDIS_TIMEOUT", 0.5),
+            data_dir=Path(_str(env, "DATA_DIR", "var")),
+            catalog_data=_str(env, "CATALOG_DATA", ""),
+            restock_interval=_float(env, "RESTOCK_INTERVAL", 10.0),
+            restock_amount=_int(env, "RESTOCK_AMOUNT", 100, minimum=1),
+            http_timeout=_float(env, "HTTP_TIMEOUT", 2.0),
+            order_deadline=_float(env, "ORDER_DEADLINE", 8.0),
+            write_quorum=quorum,
+            heartbeat_interval=_float(env, "HEARTBEAT_INTERVAL", 0.05),
+            commit_timeout=_float(env, "COMMIT_TIMEOUT", 2.0),
+            replication_batch=_int(env, "REPLICATION_BATCH", 512, minimum=1),
+            sqlite_synchronous=synchronous,
+            frontend_workers=_int(env, "FRONTEND_WORKERS", 4, minimum=1),
+            frontend_threads=_int(env, "FRONTEND_THREADS", 8, minimum=1),
+            service_threads=_int(env, "SERVICE_THREADS", 32, minimum=1),
+            max_name_length=_int(env, "MAX_NAME_LENGTH", 64, minimum=1),
+            max_order_quantity=_int(env, "MAX_ORDER_QUANTITY", 1000, minimum=1),
+            max_body_bytes=_int(env, "MAX_BODY_BYTES", 4096, minimum=256),
+            log_level=_str(env, "LOG_LEVEL", "INFO").upper(),
+        )
+
+    @property
+    def quorum_size(self) -> int:
+        """How many replicas (the leader included) must hold an entry before it commits."""
+        if self.write_quorum == "1":
+            return 1
+        return len(self.replicas) // 2 + 1
+
+    def replica_port(self, replica_id: int) -> int:
+        url = self.replicas[replica_id]
+        return int(url.rsplit(":", 1)[1].split("/", 1)[0])

@@ -1,0 +1,61 @@
+"""One place that turns every failure into the JSON error shape.
+
+Success bodies are ``{"data": ...}``; failures are ``{"error": {"code": <status>, "message":
+<sentence>}}``, for our own errors, for Werkzeug's (unknown route, wrong method, body too
+large) and for anything unexpected (500, logged with its stack trace, never shown).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, jsonify
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+# Sentences for the HTTP errors Werkzeug raises on its own.
+_HTTP_MESSAGES = {
+    400: "The request could not be understood.",
+    404: "No such resource.",
+    405: "That method is not allowed on this resource.",
+    413: "The request body is too large.",
+    415: "The request body must be JSON (Content-Type: application/json).",
+}
+
+
+class ApiError(Exception):
+    """An error with an HTTP status and a human sentence, raised anywhere in a request."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def ok(data: object, status: int = 200) -> tuple[Response, int]:
+    return jsonify({"data": data}), status
+
+
+def error_response(status: int, message: str) -> tuple[Response, int]:
+    return jsonify({"error": {"code": status, "message": message}}), status
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError):
+        return error_response(exc.status, exc.message)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        status = exc.code or 500
+        message = _HTTP_MESSAGES.get(status) or exc.description or "Request failed."
+        response, status = error_response(status, message)
+        if status == 405 and exc.valid_methods:  # type: ignore[attr-defined]
+            response.headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
+        return response, status
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        log.exception("unhandled error")
+        return error_response(500, "Internal error; the request was not completed.")
