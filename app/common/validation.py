@@ -26,7 +26,9 @@ def json_body(request: Request) -> dict[str, Any]:
     return body
 
 
-def check_fields(body: dict[str, Any], required: set[str], optional: set[str] = frozenset()) -> None:
+def check_fields(
+    body: dict[str, Any], required: set[str], optional: set[str] = frozenset()
+) -> None:
     missing = sorted(required - body.keys())
     if missing:
         raise ApiError(400, f"Missing field: {missing[0]}.")
