@@ -1,0 +1,234 @@
+"""Leader selection and failover for the order replicas, as the front-end sees them.
+
+The front-end picks the leader (the responsive replica with the highest id), asks it to take
+over for a fresh term when it is not leading yet, tells every replica, and re-selects when the
+leader stops answering. Each order carries one idempotency key through every retry, so a retry
+after a failover can never buy twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from app.common.config import Settings
+from app.common.errors import ApiError
+from app.common.http import Reply, ServiceClient, ServiceUnavailable
+from app.common.logs import log_event
+from app.frontend.cache import ProductCache
+
+log = logging.getLogger(__name__)
+
+DEADLINE_MESSAGE = (
+    "The order service cannot commit orders right now; retry with the same Idempotency-Key."
+)
+# Replies a replica gives about the request itself: passed on to the client as they are.
+_CLIENT_ERRORS = (400, 404, 422)
+_HEALTH_TIMEOUT = 0.5
+_RETRY_PAUSE = 0.05
+_ELECTION_ATTEMPTS = 3
+
+
+class OrderRouter:
+    """Routes order requests to the current leader. Thread-safe; one per worker."""
+
+    def __init__(self, settings: Settings, cache: ProductCache) -> None:
+        self._cache = cache
+        self._deadline = settings.order_deadline
+        self._health_timeout = min(_HEALTH_TIMEOUT, settings.http_timeout)
+        self._clients = {
+            rid: ServiceClient(url, settings.http_timeout)
+            for rid, url in sorted(settings.replicas.items(), reverse=True)
+        }
+        self._pool = ThreadPoolExecutor(max_workers=len(self._clients), thread_name_prefix="rpc")
+        self._lock = threading.Lock()
+        self._leader: tuple[int, int] | None = None  # (leader id, term)
+        self._last_leader_id: int | None = None  # survives _forget, to log failovers
+        self._max_term = 0
+        self._selecting: threading.Event | None = None
+
+    @property
+    def leader(self) -> tuple[int, int] | None:
+        """The (id, term) this worker sends orders to, or None if it has none yet."""
+        with self._lock:
+            return self._leader
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for client in self._clients.values():
+            client.close()
+
+    # Public operations.
+
+    def place_order(self, name: str, quantity: int, key: str) -> int:
+        body = {"name": name, "quantity": quantity, "key": key}
+        reply = self._call_leader("POST", "/orders", body)
+        number = int(reply.data["order_number"])
+        # Read-your-writes: the next GET of this toy must not see the cached pre-order stock.
+        self._cache.invalidate(name)
+        return number
+
+    def get_order(self, number: int) -> dict[str, Any]:
+        data = self._call_leader("GET", f"/orders/{number}", None).data
+        return {
+            "number": int(data["number"]),
+            "name": data["name"],
+            "quantity": int(data["quantity"]),
+        }
+
+    # Requests with failover.
+
+    def _call_leader(self, method: str, path: str, body: dict[str, Any] | None) -> Reply:
+        """Send to the leader until it answers for good or the deadline passes."""
+        deadline = time.monotonic() + self._deadline
+        while (remaining := deadline - time.monotonic()) > 0:
+            leader_id = self._current_or_select(remaining)
+            if leader_id is None:
+                time.sleep(min(_RETRY_PAUSE, max(0.0, deadline - time.monotonic())))
+                continue
+            client = self._clients[leader_id]
+            try:
+                reply = client.request(
+                    method, path, json=body, timeout=min(client.timeout, remaining)
+                )
+            except ServiceUnavailable as exc:
+                log_event(
+                    log, "leader unreachable", logging.WARNING, leader=leader_id, error=exc.reason
+                )
+                self._forget(leader_id)
+                continue
+            if reply.status == 200:
+                return reply
+            if reply.status in _CLIENT_ERRORS:
+                raise ApiError(reply.status, reply.error_message or "The order was refused.")
+            if reply.status == 421:
+                self._forget(leader_id)
+                continue
+            # 503 (cannot commit right now) or anything unexpected: pause, then make sure the
+            # leader still leads before trying again.
+            time.sleep(min(_RETRY_PAUSE, max(0.0, deadline - time.monotonic())))
+            if not self._still_leads(leader_id):
+                self._forget(leader_id)
+        raise ApiError(503, DEADLINE_MESSAGE)
+
+    def _still_leads(self, leader_id: int) -> bool:
+        health = self._health(leader_id)
+        return health is not None and health.get("role") == "leader"
+
+    def _forget(self, leader_id: int) -> None:
+        """Stop using ``leader_id``; unless another thread has already moved on."""
+        with self._lock:
+            if self._leader is not None and self._leader[0] == leader_id:
+                self._leader = None
+
+    # Selection: one thread selects, the others wait for its outcome.
+
+    def _current_or_select(self, timeout: float) -> int | None:
+        with self._lock:
+            if self._leader is not None:
+                return self._leader[0]
+            done = self._selecting
+            selector = done is None
+            if selector:
+                done = self._selecting = threading.Event()
+        if not selector:
+            done.wait(timeout)
+            with self._lock:
+                return self._leader[0] if self._leader is not None else None
+        chosen: tuple[int, int] | None = None
+        try:
+            chosen = self._select()
+        finally:
+            with self._lock:
+                self._leader = chosen
+                self._selecting = None
+            done.set()
+        return chosen[0] if chosen is not None else None
+
+    def _select(self) -> tuple[int, int] | None:
+        """Health-check every replica; the highest responsive one leads (elected if need be)."""
+        ids = list(self._clients)
+        healths = dict(zip(ids, self._pool.map(self._health, ids), strict=True))
+        terms = [_term(h) for h in healths.values() if h is not None]
+        newest = max(terms, default=0)
+        self._note_term(newest)
+        for rid in ids:
+            health = healths[rid]
+            if health is None:
+                continue
+            # A leader of an older term than some replica has seen is about to be deposed.
+            if _leads(health) and _term(health) >= newest:
+                chosen = (rid, _term(health))
+            else:
+                chosen = self._elect(rid)
+            if chosen is not None:
+                self._announce(*chosen)
+                return chosen
+        log_event(log, "no leader available", logging.WARNING)
+        return None
+
+    def _elect(self, rid: int) -> tuple[int, int] | None:
+        for _ in range(_ELECTION_ATTEMPTS):
+            with self._lock:
+                term = self._max_term + 1
+            try:
+                reply = self._clients[rid].post("/election", json={"term": term})
+            except ServiceUnavailable:
+                return None
+            if reply.status == 200:
+                granted = _term(reply.data if isinstance(reply.data, dict) else {}) or term
+                self._note_term(granted)
+                return rid, granted
+            if reply.status != 409:
+                return None
+            # Our term was too low (another front-end worker may just have elected it).
+            health = self._health(rid)
+            if health is None:
+                return None
+            self._note_term(_term(health))
+            if _leads(health):
+                return rid, _term(health)
+        return None
+
+    def _announce(self, leader_id: int, term: int) -> None:
+        """Tell every replica who leads (best effort, in the background) and log the change."""
+        with self._lock:
+            previous, self._last_leader_id = self._last_leader_id, leader_id
+        for client in self._clients.values():
+            self._pool.submit(self._notify, client, leader_id, term)
+        if previous != leader_id:
+            log_event(log, "leader selected", leader=leader_id, term=term)
+            if previous is not None:
+                log_event(log, "failover", logging.WARNING, **{"from": previous, "to": leader_id})
+
+    def _notify(self, client: ServiceClient, leader_id: int, term: int) -> None:
+        with contextlib.suppress(ServiceUnavailable):
+            client.post(
+                "/leader", json={"leader_id": leader_id, "term": term}, timeout=self._health_timeout
+            )
+
+    def _health(self, rid: int) -> dict[str, Any] | None:
+        try:
+            reply = self._clients[rid].get("/health", timeout=self._health_timeout)
+        except ServiceUnavailable:
+            return None
+        if reply.status != 200 or not isinstance(reply.data, dict):
+            return None
+        return reply.data
+
+    def _note_term(self, term: int) -> None:
+        with self._lock:
+            self._max_term = max(self._max_term, term)
+
+
+def _term(health: dict[str, Any]) -> int:
+    term = health.get("term")
+    return term if isinstance(term, int) and not isinstance(term, bool) else 0
+
+
+def _leads(health: dict[str, Any]) -> bool:
+    return health.get("role") == "leader" and health.get("ready") is True

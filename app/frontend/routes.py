@@ -1,0 +1,82 @@
+"""The public REST API (SPEC section 2)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from flask import Blueprint, current_app, request
+
+from app.common import validation
+from app.common.errors import ApiError, ok
+from app.common.http import ServiceUnavailable
+from app.frontend.services import CATALOG_DOWN, Frontend
+
+bp = Blueprint("frontend", __name__)
+
+PUBLIC_FIELDS = ("name", "price", "quantity")
+
+
+def _frontend() -> Frontend:
+    return current_app.extensions["frontend"]
+
+
+def _public(product: dict[str, Any]) -> dict[str, Any]:
+    """The catalog's product without its internal fields (such as ``version``)."""
+    return {field: product[field] for field in PUBLIC_FIELDS}
+
+
+@bp.get("/products/<name>")
+def get_product(name: str):
+    frontend = _frontend()
+    name = validation.toy_name(name, frontend.settings.max_name_length)
+    product = frontend.cache.get(name, frontend.load_product)
+    if product is None:
+        raise ApiError(404, f"There is no toy named {name!r}.")
+    return ok(_public(product))
+
+
+@bp.get("/products", strict_slashes=False)
+def list_products():
+    try:
+        reply = _frontend().catalog.get("/products")
+    except ServiceUnavailable:
+        raise ApiError(503, CATALOG_DOWN) from None
+    if reply.status != 200 or not isinstance(reply.data, list):
+        raise ApiError(503, CATALOG_DOWN)
+    return ok([_public(product) for product in reply.data])
+
+
+@bp.post("/orders")
+@bp.post("/orders/")
+def place_order():
+    frontend = _frontend()
+    settings = frontend.settings
+    header = request.headers.get("Idempotency-Key")
+    key = uuid.uuid4().hex if header is None else validation.idempotency_key(header)
+    name, quantity = validation.order_request(
+        validation.json_body(request), settings.max_name_length, settings.max_order_quantity
+    )
+    number = frontend.orders.place_order(name, quantity, key)
+    return ok({"order_number": number})
+
+
+@bp.get("/orders/<raw>")
+@bp.get("/orders/<raw>/")
+def get_order(raw: str):
+    return ok(_frontend().orders.get_order(validation.order_number(raw)))
+
+
+@bp.get("/health")
+def health():
+    frontend = _frontend()
+    leader = frontend.orders.leader
+    return ok(
+        {
+            "redis": frontend.cache.ping(),
+            "cache_enabled": frontend.cache.enabled,
+            "subscribed": frontend.cache.subscribed,
+            "leader_id": leader[0] if leader else None,
+            "term": leader[1] if leader else None,
+        }
+    )
