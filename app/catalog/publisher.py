@@ -1,0 +1,136 @@
+"""Publishes cache invalidations on Redis pub/sub from a background thread.
+
+Changes are queued without blocking (a purchase must never wait on Redis) and coalesced per
+toy, keeping the highest version: the front-end only needs to know "this toy changed", so
+while Redis is down the queue stays bounded by the number of toys. Failed batches are put back
+and retried with backoff.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+import redis
+from app.common.logs import log_event
+
+log = logging.getLogger(__name__)
+
+
+class InvalidationPublisher:
+    def __init__(
+        self,
+        redis_url: str,
+        channel: str,
+        timeout: float,
+        initial_backoff: float = 0.05,
+        max_backoff: float = 2.0,
+    ) -> None:
+        self.channel = channel
+        self._initial_backoff = initial_backoff
+        self._max_backoff = max_backoff
+        self._client: redis.Redis | None = None
+        if redis_url:
+            # No retries inside redis-py: this thread does its own backoff, and a retry
+            # there would only delay noticing that Redis is gone.
+            self._client = redis.Redis.from_url(
+                redis_url,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+                retry=Retry(NoBackoff(), 0),
+            )
+        self._pending: dict[str, tuple[int, str]] = {}
+        self._in_flight = False
+        self._cond = threading.Condition()
+        self._stopping = threading.Event()
+        self._failing = False
+        self._thread = threading.Thread(
+            target=self._run, name="invalidation-publisher", daemon=True
+        )
+
+    def start(self) -> None:
+        if self._client is None:
+            log_event(
+                log,
+                "REDIS_URL is empty: cache invalidations will not be published",
+                level=logging.WARNING,
+            )
+            return
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stopping.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        if self._client is not None:
+            self._client.close()
+
+    def submit(self, product: str, version: int, reason: str) -> None:
+        """Queue an invalidation; never blocks on Redis."""
+        if self._client is None:
+            return
+        with self._cond:
+            queued = self._pending.get(product)
+            if queued is None or queued[0] < version:
+                self._pending[product] = (version, reason)
+            self._cond.notify_all()
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until everything queued so far has been published; False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._pending and not self._in_flight, timeout)
+
+    def _run(self) -> None:
+        backoff = self._initial_backoff
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._pending or self._stopping.is_set())
+                if self._stopping.is_set():
+                    return
+                batch, self._pending = self._pending, {}
+                self._in_flight = True
+            try:
+                self._publish(batch)
+            except Exception as exc:  # the thread must outlive any failure; all are retried
+                with self._cond:
+                    self._requeue(batch)
+                    self._in_flight = False
+                if not self._failing:
+                    self._failing = True
+                    log_event(
+                        log,
+                        "publishing invalidations failed; retrying",
+                        level=logging.WARNING,
+                        error=f"{type(exc).__name__}: {exc}",
+                    )
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2, self._max_backoff)
+                continue
+            with self._cond:
+                self._in_flight = False
+                self._cond.notify_all()
+            if self._failing:
+                self._failing = False
+                log_event(log, "publishing invalidations recovered")
+            backoff = self._initial_backoff
+
+    def _publish(self, batch: dict[str, tuple[int, str]]) -> None:
+        assert self._client is not None
+        pipe = self._client.pipeline(transaction=False)
+        for product, (version, reason) in batch.items():
+            message = {"product": product, "version": version, "reason": reason}
+            pipe.publish(self.channel, json.dumps(message))
+        pipe.execute()
+
+    def _requeue(self, batch: dict[str, tuple[int, str]]) -> None:
+        # Called with the lock held. Newer changes queued meanwhile win.
+        for product, (version, reason) in batch.items():
+            queued = self._pending.get(product)
+            if queued is None or queued[0] < version:
+                self._pending[product] = (version, reason)

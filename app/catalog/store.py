@@ -1,0 +1,378 @@
+"""The catalog's state in one SQLite file: toys, stock, keyed purchases, restocks, the fence.
+
+Every change is one ``BEGIN IMMEDIATE`` transaction on a single writer connection, serialised
+by an in-process lock (SQLite has one writer anyway; the lock saves busy-waiting). Reads use
+a small pool of other connections, which WAL lets run beside the writer. With
+``synchronous=FULL`` a commit is on disk before the method returns, so before the reply.
+
+Ledger invariant, per toy: initial + restocked - (quantity of active purchases) = quantity.
+"""
+
+from __future__ import annotations
+
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from app.catalog.catalog_data import Toy
+
+# (product, version, reason): handed to the listener after each committed change.
+ChangeListener = Callable[[str, int, str], None]
+
+_SYNCHRONOUS_MODES = ("FULL", "NORMAL", "OFF")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS products (
+    name TEXT PRIMARY KEY,
+    price REAL NOT NULL,
+    quantity INTEGER NOT NULL CHECK (quantity >= 0),
+    version INTEGER NOT NULL,
+    initial INTEGER NOT NULL CHECK (initial >= 0)
+);
+CREATE TABLE IF NOT EXISTS purchases (
+    key TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    quantity INTEGER NOT NULL CHECK (quantity > 0),
+    term INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('active', 'undone')),
+    settled INTEGER NOT NULL DEFAULT 0,
+    created REAL NOT NULL,
+    remaining INTEGER NOT NULL,
+    version INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS purchases_by_name ON purchases (name, status);
+CREATE INDEX IF NOT EXISTS purchases_pending ON purchases (term)
+    WHERE status = 'active' AND settled = 0;
+CREATE TABLE IF NOT EXISTS restocks (
+    name TEXT NOT NULL,
+    amount INTEGER NOT NULL CHECK (amount > 0),
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS restocks_by_name ON restocks (name);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('fence', 0);
+"""
+
+
+class StoreError(Exception):
+    """A purchase the catalog refuses; ``status`` is the HTTP status that says why."""
+
+    status = 400
+
+
+class UnknownToy(StoreError):
+    status = 404
+
+
+class OutOfStock(StoreError):
+    status = 400
+
+
+class Fenced(StoreError):
+    status = 409
+
+
+class KeyConflict(StoreError):
+    status = 422
+
+
+@dataclass(frozen=True)
+class Product:
+    name: str
+    price: float
+    quantity: int
+    version: int
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class PurchaseResult:
+    key: str
+    name: str
+    quantity: int
+    remaining: int
+    version: int
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    name: str
+    initial: int
+    restocked: int
+    sold: int
+    quantity: int
+
+    @property
+    def balanced(self) -> bool:
+        return self.initial + self.restocked - self.sold == self.quantity
+
+    def as_dict(self) -> dict[str, object]:
+        return {**asdict(self), "balanced": self.balanced}
+
+
+class CatalogStore:
+    """Thread-safe access to the catalog database. Create one per process."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        synchronous: str = "FULL",
+        busy_timeout_ms: int = 5000,
+        on_change: ChangeListener | None = None,
+    ) -> None:
+        if synchronous not in _SYNCHRONOUS_MODES:
+            raise ValueError(f"synchronous must be one of {_SYNCHRONOUS_MODES}")
+        self.path = Path(path)
+        self._synchronous = synchronous
+        self._busy_timeout_ms = busy_timeout_ms
+        self._on_change = on_change
+        self._write_lock = threading.Lock()
+        self._writer = self._connect()
+        self._writer.executescript(_SCHEMA)
+        self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
+        self._all_readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+
+    def _connect(self) -> sqlite3.Connection:
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a transaction's extent is
+        # exactly what the code says.
+        conn = sqlite3.connect(
+            self.path,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=self._busy_timeout_ms / 1000,
+        )
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._write_lock:
+            conn = self._writer
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        # A pool rather than thread-locals: servers that start a thread per request would
+        # otherwise leave a connection behind for every thread that ever ran.
+        try:
+            conn = self._readers.get_nowait()
+        except queue.Empty:
+            conn = self._connect()
+            with self._readers_lock:
+                self._all_readers.append(conn)
+        try:
+            yield conn
+        finally:
+            self._readers.put(conn)
+
+    def _notify(self, changes: Iterable[tuple[str, int, str]]) -> None:
+        if self._on_change is None:
+            return
+        for product, version, reason in changes:
+            self._on_change(product, version, reason)
+
+    def close(self) -> None:
+        with self._write_lock:
+            self._writer.close()
+        with self._readers_lock:
+            for conn in self._all_readers:
+                conn.close()
+            self._all_readers.clear()
+
+    # Loading.
+
+    def load_if_empty(self, toys: Iterable[Toy]) -> bool:
+        """Insert the initial catalog unless the database already holds toys."""
+        with self._write() as conn:
+            if conn.execute("SELECT 1 FROM products LIMIT 1").fetchone():
+                return False
+            conn.executemany(
+                "INSERT INTO products (name, price, quantity, version, initial)"
+                " VALUES (?, ?, ?, 1, ?)",
+                ((toy.name, toy.price, toy.quantity, toy.quantity) for toy in toys),
+            )
+            return True
+
+    # Reads.
+
+    def get(self, name: str) -> Product | None:
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT name, price, quantity, version FROM products WHERE name = ?", (name,)
+            ).fetchone()
+        return Product(*row) if row else None
+
+    def list(self) -> list[Product]:
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT name, price, quantity, version FROM products ORDER BY rowid"
+            ).fetchall()
+        return [Product(*row) for row in rows]
+
+    def count(self) -> int:
+        with self._read() as conn:
+            return conn.execute("SELECT COUNT(*) FROM products").fetchone()[0]
+
+    def fence(self) -> int:
+        with self._read() as conn:
+            return conn.execute("SELECT value FROM meta WHERE key = 'fence'").fetchone()[0]
+
+    def ledger(self) -> list[LedgerRow]:
+        """Per toy: initial stock, total restocked, total sold by active purchases, and the
+        current quantity, read in one statement so it is one consistent snapshot."""
+        with self._read() as conn:
+            rows = conn.execute(
+                """
+                SELECT p.name, p.initial,
+                    COALESCE((SELECT SUM(r.amount) FROM restocks r WHERE r.name = p.name), 0),
+                    COALESCE((SELECT SUM(u.quantity) FROM purchases u
+                              WHERE u.name = p.name AND u.status = 'active'), 0),
+                    p.quantity
+                FROM products p ORDER BY p.rowid
+                """
+            ).fetchall()
+        return [LedgerRow(*row) for row in rows]
+
+    # Changes.
+
+    def purchase(self, key: str, name: str, quantity: int, term: int) -> PurchaseResult:
+        """Buy ``quantity`` of ``name`` under ``key`` for a leader in ``term``.
+
+        The same key again returns the first result and buys nothing; a key whose purchase
+        was undone buys again. Raises Fenced, KeyConflict, UnknownToy or OutOfStock.
+        """
+        if quantity < 1:
+            raise ValueError("quantity must be positive")
+        with self._write() as conn:
+            fence = conn.execute("SELECT value FROM meta WHERE key = 'fence'").fetchone()[0]
+            if term < fence:
+                raise Fenced(f"Term {term} is below the catalog's fence ({fence}).")
+            earlier = conn.execute(
+                "SELECT name, quantity, term, status, remaining, version"
+                " FROM purchases WHERE key = ?",
+                (key,),
+            ).fetchone()
+            if earlier is not None:
+                e_name, e_quantity, e_term, e_status, e_remaining, e_version = earlier
+                if (e_name, e_quantity) != (name, quantity):
+                    raise KeyConflict("That key was already used for a different toy or quantity.")
+                if e_status == "active":
+                    # A new leader retrying the order re-owns the purchase, so a later
+                    # reconcile in its term does not list it as an orphan.
+                    if e_term < term:
+                        conn.execute("UPDATE purchases SET term = ? WHERE key = ?", (term, key))
+                    return PurchaseResult(key, name, quantity, e_remaining, e_version)
+            row = conn.execute(
+                "SELECT quantity, version FROM products WHERE name = ?", (name,)
+            ).fetchone()
+            if row is None:
+                raise UnknownToy(f"There is no toy called {name!r}.")
+            stock, version = row
+            if stock < quantity:
+                raise OutOfStock(f"Only {stock} {name} left; cannot sell {quantity}.")
+            remaining, version = stock - quantity, version + 1
+            conn.execute(
+                "UPDATE products SET quantity = ?, version = ? WHERE name = ?",
+                (remaining, version, name),
+            )
+            conn.execute(
+                """
+                INSERT INTO purchases
+                    (key, name, quantity, term, status, settled, created, remaining, version)
+                VALUES (?, ?, ?, ?, 'active', 0, ?, ?, ?)
+                ON CONFLICT (key) DO UPDATE SET
+                    term = excluded.term, status = 'active', settled = 0,
+                    created = excluded.created, remaining = excluded.remaining,
+                    version = excluded.version
+                """,
+                (key, name, quantity, term, time.time(), remaining, version),
+            )
+        self._notify([(name, version, "purchase")])
+        return PurchaseResult(key, name, quantity, remaining, version)
+
+    def undo(self, key: str, term: int) -> bool:
+        """Put back the stock of an active purchase made in a term at most ``term``.
+
+        A settled purchase belongs to a committed order, so it is never undone.
+        """
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT name, quantity, term, status, settled FROM purchases WHERE key = ?",
+                (key,),
+            ).fetchone()
+            if row is None:
+                return False
+            name, quantity, p_term, status, settled = row
+            if status != "active" or settled or p_term > term:
+                return False
+            [(version,)] = conn.execute(
+                "UPDATE products SET quantity = quantity + ?, version = version + 1"
+                " WHERE name = ? RETURNING version",
+                (quantity, name),
+            ).fetchall()
+            conn.execute("UPDATE purchases SET status = 'undone' WHERE key = ?", (key,))
+        self._notify([(name, version, "undo")])
+        return True
+
+    def reconcile(self, term: int) -> tuple[int, list[dict[str, object]]]:
+        """Raise the fence to ``term`` (it never goes down) and list the active, unsettled
+        purchases made in a lower term: the ones a new leader must settle or undo."""
+        with self._write() as conn:
+            conn.execute("UPDATE meta SET value = MAX(value, ?) WHERE key = 'fence'", (term,))
+            fence = conn.execute("SELECT value FROM meta WHERE key = 'fence'").fetchone()[0]
+            rows = conn.execute(
+                "SELECT key, term FROM purchases"
+                " WHERE status = 'active' AND settled = 0 AND term < ? ORDER BY created",
+                (term,),
+            ).fetchall()
+        return fence, [{"key": key, "term": p_term} for key, p_term in rows]
+
+    def settle(self, keys: Iterable[str]) -> int:
+        """Mark active purchases settled; returns how many of the keys are active purchases."""
+        with self._write() as conn:
+            cursor = conn.executemany(
+                "UPDATE purchases SET settled = 1 WHERE key = ? AND status = 'active'",
+                ((key,) for key in keys),
+            )
+            return cursor.rowcount
+
+    def restock(self, amount: int) -> list[tuple[str, int]]:
+        """Every toy at 0 goes back to ``amount``; returns the (name, version) of each."""
+        if amount < 1:
+            raise ValueError("amount must be positive")
+        with self._write() as conn:
+            changed = conn.execute(
+                "UPDATE products SET quantity = ?, version = version + 1"
+                " WHERE quantity = 0 RETURNING name, version",
+                (amount,),
+            ).fetchall()
+            now = time.time()
+            conn.executemany(
+                "INSERT INTO restocks (name, amount, at) VALUES (?, ?, ?)",
+                ((name, amount, now) for name, _ in changed),
+            )
+        self._notify((name, version, "restock") for name, version in changed)
+        return [(name, version) for name, version in changed]
