@@ -124,14 +124,6 @@ def redis_server_binary() -> str:
     )
 
 
-def app_available(kind: str) -> bool:
-    """Whether the code for an app service (catalog, replica, frontend) exists in this tree."""
-    try:
-        return importlib.util.find_spec(APP_MODULES[kind]) is not None
-    except ImportError:
-        return False
-
-
 def service_kind(name: str) -> str:
     return "replica" if name.startswith("replica-") else name
 
@@ -147,7 +139,7 @@ def _connect_host(host: str) -> str:
     return "127.0.0.1" if host in ("", "0.0.0.0") else host
 
 
-def _living_members(pgid: int) -> list[int]:
+def group_members(pgid: int) -> list[int]:
     """Pids of the processes in a process group that are still running (not zombies).
 
     Linux reads /proc; elsewhere it only tells whether the group exists at all.
@@ -267,20 +259,22 @@ class Cluster:
                 ]  # fmt: skip
                 specs[name] = ServiceSpec(name, argv, dict(shared), ports.redis, redis_url)
             elif kind == "catalog":
-                argv = gunicorn("app.catalog", ports.catalog, 1, settings.service_threads)
+                threads = settings.service_threads
+                argv = gunicorn(APP_MODULES["catalog"], ports.catalog, 1, threads)
                 specs[name] = ServiceSpec(
                     name, argv, dict(shared), ports.catalog, f"{catalog_url}/health"
                 )
             elif kind == "replica":
                 rid = int(name.split("-", 1)[1])
-                argv = gunicorn("app.orders", ports.replicas[rid], 1, settings.service_threads)
+                threads = settings.service_threads
+                argv = gunicorn(APP_MODULES["replica"], ports.replicas[rid], 1, threads)
                 env_ = {**shared, "REPLICA_ID": str(rid)}
                 specs[name] = ServiceSpec(
                     name, argv, env_, ports.replicas[rid], f"{replica_urls[rid]}/health"
                 )
             else:
                 argv = gunicorn(
-                    "app.frontend",
+                    APP_MODULES["frontend"],
                     ports.frontend,
                     settings.frontend_workers,
                     settings.frontend_threads,
@@ -414,7 +408,7 @@ class Cluster:
     def processes(self, name: str) -> list[int]:
         """Pids of every live process of the service (Gunicorn's master and workers)."""
         pid = self.pid(name)
-        return [] if pid is None else _living_members(pid)
+        return [] if pid is None else group_members(pid)
 
     def exited(self) -> dict[str, int]:
         """Services that were started and have since exited, with their exit codes."""
@@ -493,7 +487,7 @@ class Cluster:
             running.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             return
-        while _living_members(running.proc.pid) and time.monotonic() < deadline:
+        while group_members(running.proc.pid) and time.monotonic() < deadline:
             time.sleep(0.02)
         if running.log is not None:
             running.log.close()

