@@ -1,0 +1,24 @@
+"""Order replica: one member of the replicated order log (see replication.py)."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from app.common.config import Settings
+from app.common.errors import register_error_handlers
+from app.common.logs import setup_logging
+from app.orders.node import OrderNode
+from app.orders.routes import bp
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or Settings.from_env()
+    setup_logging(f"order-{settings.replica_id}", settings.log_level)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = None  # catch-up and append batches can be large
+    register_error_handlers(app)
+    app.register_blueprint(bp)
+    node = OrderNode(settings)
+    app.extensions["order_node"] = node
+    node.start()
+    return app

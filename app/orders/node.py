@@ -1,0 +1,382 @@
+"""One order replica at run time: the protocol (replication.py) behind a lock, its disk
+(log.py), its peers (peers.py) and the catalog.
+
+Threads: one replicator per peer (sends appends while this replica leads, heartbeats when
+idle, so group commit falls out naturally: whatever queued during a round goes in the next),
+one catch-up pass at start, and a settler that tells the catalog which purchases are final.
+No network call is made while holding ``self.lock``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import contextmanager
+
+from app.common.config import ConfigError, Settings
+from app.common.errors import ApiError
+from app.common.http import ServiceClient, ServiceUnavailable
+from app.common.logs import log_event
+from app.orders.log import SqliteLog
+from app.orders.peers import Peers
+from app.orders.replication import NO_INDEX, Entry, Replica, Role, TermTooLow, VoteReply
+
+log = logging.getLogger(__name__)
+
+CATCH_UP_PAGE = 2000
+SETTLE_INTERVAL = 1.0
+SETTLE_CHUNK = 5000
+NOT_PLACED = "Too few order replicas answered; the order was not placed."
+OUTCOME_OPEN = "The order could not be confirmed on a majority in time; retry with the same key."
+
+
+class OrderNode:
+    def __init__(self, settings: Settings) -> None:
+        if settings.replica_id not in settings.replicas:
+            raise ConfigError(
+                f"REPLICA_ID {settings.replica_id} is not in ORDER_REPLICAS "
+                f"({sorted(settings.replicas)})"
+            )
+        self.settings = settings
+        self.id = settings.replica_id
+        self.peers = Peers(
+            {pid: url for pid, url in settings.replicas.items() if pid != self.id},
+            settings.http_timeout,
+        )
+        self.catalog = ServiceClient(settings.catalog_url, settings.http_timeout)
+        self.storage = SqliteLog(
+            settings.data_dir / f"orders-{self.id}.sqlite3", settings.sqlite_synchronous
+        )
+        self.replica = Replica(self.id, self.peers.ids, settings.quorum_size, self.storage)
+        self.lock = threading.Lock()
+        self.changed = threading.Condition(self.lock)  # role, log or commit index changed
+        self.stopping = threading.Event()
+        self.voters = ThreadPoolExecutor(max_workers=max(1, len(self.peers.ids)))
+        self.settled_upto = NO_INDEX
+        self.threads: list[threading.Thread] = []
+
+    # Life cycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        log_event(
+            log,
+            "replica started",
+            replica=self.id,
+            term=self.replica.term,
+            last_index=self.replica.last_index,
+            commit_index=self.replica.commit_index,
+            quorum=self.settings.quorum_size,
+        )
+        targets = [(self._catch_up, "catch-up"), (self._settle_loop, "settler")]
+        targets += [
+            (lambda p=pid: self._replicate(p), f"replicator-{pid}") for pid in self.peers.ids
+        ]
+        for target, name in targets:
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self.threads.append(thread)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        with self.changed:
+            self.changed.notify_all()
+        for thread in self.threads:
+            thread.join(timeout=2)
+        self.voters.shutdown(wait=False)
+        self.storage.close()
+
+    @contextmanager
+    def _locked(self) -> Iterator[Replica]:
+        """The replica under the lock; logs role changes and wakes waiters afterwards."""
+        with self.changed:
+            before = self._snapshot()
+            try:
+                yield self.replica
+            finally:
+                after = self._snapshot()
+                if after != before:
+                    self.changed.notify_all()
+                if before[0] == Role.LEADER and after[0] != Role.LEADER:
+                    log_event(log, "stepped down", replica=self.id, term=after[1])
+
+    def _snapshot(self) -> tuple:
+        r = self.replica
+        return (r.role, r.term, r.commit_index, r.last_index)
+
+    # Status --------------------------------------------------------------------------
+
+    def health(self) -> dict:
+        with self.lock:
+            r = self.replica
+            return {
+                "id": self.id,
+                "role": r.role.value,
+                "term": r.term,
+                "leader_id": r.leader_id,
+                "ready": r.ready,
+                "commit_index": r.commit_index,
+                "last_index": r.last_index,
+            }
+
+    def _require_leader(self, replica: Replica) -> None:
+        if replica.role != Role.LEADER:
+            raise ApiError(421, f"Replica {self.id} is not the leader.")
+        if not replica.ready:
+            raise ApiError(503, "The leader is still taking over; retry shortly.")
+
+    # Orders --------------------------------------------------------------------------
+
+    def place_order(self, name: str, quantity: int, key: str) -> int:
+        with self._locked() as replica:
+            self._require_leader(replica)
+            existing = replica.entry_for_key(key)
+            if existing is None and not replica.has_quorum_reachable():
+                raise ApiError(503, "Too few order replicas are reachable to commit an order.")
+            term = replica.term
+        if existing is not None:
+            return self._await_commit(_same_order(existing, name, quantity))
+
+        self._buy(key, name, quantity, term)
+        with self._locked() as replica:
+            if replica.role != Role.LEADER or replica.term != term:
+                # The next leader reconciles this purchase with its log (buys of older terms
+                # that are not in it are undone), so nothing leaks.
+                raise ApiError(421, f"Replica {self.id} stopped leading; the order was not placed.")
+            existing = replica.entry_for_key(key)
+            entry = existing or replica.append_local(name, quantity, key)
+        return self._await_commit(_same_order(entry, name, quantity))
+
+    def _await_commit(self, entry: Entry) -> int:
+        deadline = time.monotonic() + self.settings.commit_timeout
+        with self._locked() as replica:
+            while True:
+                current = replica.entry_for_key(entry.key)
+                if current is None or current.index != entry.index:
+                    raise ApiError(
+                        503, "Too few order replicas answered; the order was not placed."
+                    )
+                if replica.commit_index >= entry.index:
+                    return entry.index
+                if replica.role != Role.LEADER or replica.term != entry.term:
+                    raise ApiError(421, "Leadership changed before the order committed.")
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self.changed.wait(remaining)
+            removed = replica.abandon(entry.index)
+        if not removed:
+            raise ApiError(
+                503,
+                "The order could not be confirmed on a majority in time; retry with the same key.",
+            )
+        log_event(log, "abandoned uncommitted orders", level=logging.WARNING, count=len(removed))
+        for gone in removed:
+            self._undo(gone.key, gone.term)
+        raise ApiError(503, NOT_PLACED)
+
+    def get_order(self, number: int) -> dict:
+        with self.lock:
+            self._require_leader(self.replica)
+            entry = self.replica.committed(number)
+        if entry is None:
+            raise ApiError(404, f"There is no order number {number}.")
+        return {"number": entry.index, "name": entry.name, "quantity": entry.quantity}
+
+    def _buy(self, key: str, name: str, quantity: int, term: int) -> None:
+        body = {"key": key, "name": name, "quantity": quantity, "term": term}
+        try:
+            reply = self.catalog.post("/purchases", json=body)
+        except ServiceUnavailable as exc:
+            raise ApiError(503, "The catalog is not reachable; the order was not placed.") from exc
+        if reply.status == 200:
+            return
+        if reply.status in (400, 404, 422):
+            raise ApiError(reply.status, reply.error_message)
+        if reply.status == 409:  # the catalog has seen a newer leader's term
+            raise ApiError(421, f"Replica {self.id} has been superseded as leader.")
+        raise ApiError(503, "The catalog could not complete the purchase.")
+
+    def _undo(self, key: str, term: int) -> bool:
+        try:
+            reply = self.catalog.post("/purchases/undo", json={"key": key, "term": term})
+        except ServiceUnavailable:
+            log_event(log, "undo failed", level=logging.WARNING, key=key, term=term)
+            return False
+        return reply.status == 200 and bool(reply.data.get("undone"))
+
+    # Elections -----------------------------------------------------------------------
+
+    def elect(self, term: int) -> dict:
+        with self._locked() as replica:
+            if replica.role == Role.LEADER and replica.term >= term:
+                return {"leader_id": self.id, "term": replica.term}
+            try:
+                request = replica.start_election(term)
+            except TermTooLow as exc:
+                raise ApiError(409, f"The term must be above {exc.current_term}.") from exc
+        log_event(log, "election started", replica=self.id, term=term)
+        replies = self._collect_votes(request)
+        with self._locked() as replica:
+            won = replica.finish_election(term, replies)
+            inherited = replica.last_index
+        if not won:
+            log_event(log, "election lost", level=logging.WARNING, term=term, votes=len(replies))
+            raise ApiError(503, "This replica could not collect a majority of votes.")
+        log_event(log, "became leader", replica=self.id, term=term, last_index=inherited)
+        self._wait_ready(term)
+        self._reconcile(term)
+        return {"leader_id": self.id, "term": term}
+
+    def _collect_votes(self, request) -> dict[int, VoteReply]:
+        """Ask every peer; stop waiting once a quorum granted (a stopped peer costs nothing)."""
+        futures = {self.voters.submit(self.peers.vote, pid, request): pid for pid in self.peers.ids}
+        replies: dict[int, VoteReply] = {}
+        try:
+            for future in as_completed(futures, timeout=self.settings.http_timeout + 0.5):
+                try:
+                    replies[futures[future]] = future.result()
+                except ServiceUnavailable:
+                    continue
+                granted = 1 + sum(r.granted for r in replies.values())
+                if granted >= self.settings.quorum_size and len(replies) >= 1:
+                    break
+        except FutureTimeout:
+            pass
+        return replies
+
+    def _wait_ready(self, term: int) -> None:
+        deadline = time.monotonic() + self.settings.commit_timeout
+        with self._locked() as replica:
+            while not replica.ready:
+                remaining = deadline - time.monotonic()
+                if replica.role != Role.LEADER or replica.term != term or remaining <= 0:
+                    raise ApiError(503, "This replica could not get its log onto a majority.")
+                self.changed.wait(remaining)
+            self.settled_upto = replica.commit_index
+
+    def _reconcile(self, term: int) -> None:
+        """Undo purchases of earlier terms whose orders are not in our (now committed) log.
+
+        Raising the catalog's fence first means no earlier leader can buy any more, so the
+        list it returns is final.
+        """
+        try:
+            reply = self.catalog.post("/purchases/reconcile", json={"term": term})
+            if reply.status != 200:
+                raise ServiceUnavailable(self.catalog.base_url, reply.error_message, True)
+            pending = reply.data["pending"]
+            with self.lock:
+                keep = [p["key"] for p in pending if self.replica.entry_for_key(p["key"])]
+            drop = [p for p in pending if p["key"] not in set(keep)]
+            undone = sum(self._undo(p["key"], term - 1) for p in drop)
+            self._settle(keep)
+        except ServiceUnavailable:
+            log_event(log, "reconcile failed; will retry", level=logging.WARNING, term=term)
+            threading.Timer(1.0, self._retry_reconcile, args=(term,)).start()
+            return
+        log_event(log, "reconciled purchases", term=term, settled=len(keep), undone=undone)
+
+    def _retry_reconcile(self, term: int) -> None:
+        with self.lock:
+            still = self.replica.role == Role.LEADER and self.replica.term == term
+        if still and not self.stopping.is_set():
+            self._reconcile(term)
+
+    def notice_leader(self, leader_id: int, term: int) -> None:
+        with self._locked() as replica:
+            replica.handle_leader_notice(leader_id, term)
+
+    # Replication ---------------------------------------------------------------------
+
+    def _replicate(self, peer_id: int) -> None:
+        interval = self.settings.heartbeat_interval
+        last_sent = 0.0
+        while not self.stopping.is_set():
+            with self.changed:
+                replica = self.replica
+                due = time.monotonic() - last_sent >= interval
+                if replica.role != Role.LEADER or not (due or replica.has_pending(peer_id)):
+                    self.changed.wait(interval)
+                    continue
+                request = replica.make_append(peer_id, self.settings.replication_batch)
+            last_sent = time.monotonic()
+            try:
+                reply = self.peers.append(peer_id, request)
+            except ServiceUnavailable:
+                with self._locked() as replica:
+                    replica.on_unreachable(peer_id)
+                self.stopping.wait(interval)
+                continue
+            with self._locked() as replica:
+                replica.on_append_reply(peer_id, request, reply)
+
+    def handle_vote(self, request) -> VoteReply:
+        with self._locked() as replica:
+            return replica.handle_vote(request)
+
+    def handle_append(self, request):
+        with self._locked() as replica:
+            return replica.handle_append(request)
+
+    def committed_after(self, index: int) -> dict:
+        with self.lock:
+            entries = self.replica.committed_after(index, CATCH_UP_PAGE)
+            return {
+                "commit_index": self.replica.commit_index,
+                "entries": [entry.to_json() for entry in entries],
+            }
+
+    def _catch_up(self) -> None:
+        """At start, fetch the committed orders we missed from whichever peer has most."""
+        start = self.replica.commit_index
+        for peer_id in self.peers.ids:
+            try:
+                while True:
+                    with self.lock:
+                        after = self.replica.commit_index
+                    their_commit, entries = self.peers.committed_after(peer_id, after)
+                    with self._locked() as replica:
+                        added = replica.install_committed(entries, their_commit)
+                    if not added or their_commit <= self.replica.commit_index:
+                        break
+            except ServiceUnavailable:
+                continue
+        with self.lock:
+            end = self.replica.commit_index
+        if end > start:
+            log_event(log, "caught up", replica=self.id, from_index=start, to_index=end)
+
+    # Settling purchases --------------------------------------------------------------
+
+    def _settle_loop(self) -> None:
+        while not self.stopping.wait(SETTLE_INTERVAL):
+            with self.lock:
+                replica = self.replica
+                if not replica.ready:
+                    continue
+                start, end = self.settled_upto + 1, replica.commit_index
+                keys = [entry.key for entry in replica.log[start : end + 1]]
+            if keys:
+                try:
+                    self._settle(keys)
+                except ServiceUnavailable:
+                    continue
+                self.settled_upto = end
+
+    def _settle(self, keys: list[str]) -> None:
+        for i in range(0, len(keys), SETTLE_CHUNK):
+            reply = self.catalog.post(
+                "/purchases/settle", json={"keys": keys[i : i + SETTLE_CHUNK]}
+            )
+            if reply.status != 200:
+                raise ServiceUnavailable(self.catalog.base_url, reply.error_message, True)
+
+
+def _same_order(entry: Entry, name: str, quantity: int) -> Entry:
+    if (entry.name, entry.quantity) != (name, quantity):
+        raise ApiError(422, "This idempotency key was already used for a different order.")
+    return entry

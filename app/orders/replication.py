@@ -1,0 +1,438 @@
+"""The order log's replication protocol as pure logic: messages in, state and messages out.
+
+No sockets, threads or clocks here (etcd's raft package is the model): the node in ``node.py``
+carries messages over HTTP and serialises calls with a lock; the tests in
+``tests/unit/test_replication.py`` drive several replicas over a simulated network that loses,
+duplicates and reorders messages and crashes replicas.
+
+The protocol is Raft's log replication with one change, made because entry *i* must be order
+number *i* (no room for Raft's no-op entry that a new leader commits to settle older ones):
+
+* Elections are started by the front-end on the replica it wants; a replica grants one vote per
+  term, only for a term above any it has seen, and answers with a summary of its log and the
+  entries the candidate may lack. The candidate adopts the most up-to-date log among the
+  majority that voted for it.
+* "Most up-to-date" compares ``(log_term, last_index)``, where ``log_term`` is the term of the
+  leader whose whole log this replica is known to hold a prefix of (Viewstamped Replication's
+  "view of the last normal log"). A replica's ``log_term`` becomes T only when leader T has
+  sent it everything up to the leader's end; the leader counts a follower towards commit only
+  from then on. Any two replicas with the same ``log_term`` therefore hold prefixes of one log,
+  and a committed entry is held by every replica with the highest ``log_term`` that is long
+  enough, so the winner of any later election holds it.
+* A leader never loses a committed entry and never commits with a stale term: every message
+  carries the term, and a replica that saw a higher term refuses the old leader.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Protocol
+
+NO_INDEX = -1  # the index "before" the first entry; the log starts at index 0
+
+
+class Role(StrEnum):
+    FOLLOWER = "follower"
+    CANDIDATE = "candidate"
+    LEADER = "leader"
+
+
+@dataclass(frozen=True)
+class Entry:
+    index: int
+    term: int
+    name: str
+    quantity: int
+    key: str
+
+    def to_json(self) -> dict:
+        return {
+            "index": self.index,
+            "term": self.term,
+            "name": self.name,
+            "quantity": self.quantity,
+            "key": self.key,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> Entry:
+        return cls(data["index"], data["term"], data["name"], data["quantity"], data["key"])
+
+
+@dataclass(frozen=True)
+class Meta:
+    current_term: int = 0
+    voted_for: int | None = None
+    log_term: int = 0
+    commit_index: int = NO_INDEX
+
+
+@dataclass
+class Write:
+    """One atomic change to a replica's disk: new meta, a truncation, appended entries."""
+
+    meta: Meta
+    truncate_after: int | None = None  # drop every entry with a larger index
+    entries: list[Entry] = field(default_factory=list)
+    applied_from: int | None = None  # entries [applied_from, meta.commit_index] became orders
+
+
+class Storage(Protocol):
+    def load(self) -> tuple[Meta, list[Entry]]: ...
+
+    def write(self, write: Write) -> None: ...
+
+
+# Messages ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VoteRequest:
+    term: int
+    candidate_id: int
+    commit_index: int
+
+
+@dataclass(frozen=True)
+class VoteReply:
+    term: int
+    granted: bool
+    log_term: int = 0
+    last_index: int = NO_INDEX
+    entries: tuple[Entry, ...] = ()  # the voter's entries after the candidate's commit index
+
+
+@dataclass(frozen=True)
+class AppendRequest:
+    term: int
+    leader_id: int
+    prev_index: int
+    prev_term: int
+    entries: tuple[Entry, ...]
+    commit_index: int
+    to_end: bool  # the entries reach the leader's last index
+
+
+@dataclass(frozen=True)
+class AppendReply:
+    term: int
+    success: bool
+    last_index: int  # on success the matched index; on failure where the leader should back up to
+    synced: bool = False  # the follower now holds a prefix of this leader's log
+
+
+class TermTooLow(Exception):
+    def __init__(self, current_term: int) -> None:
+        super().__init__(f"term must be above {current_term}")
+        self.current_term = current_term
+
+
+# The replica ---------------------------------------------------------------------------
+
+
+@dataclass
+class Progress:
+    """The leader's view of one follower."""
+
+    next_index: int
+    match_index: int = NO_INDEX
+    synced: bool = False  # holds a prefix of this leader's log (counts towards commit)
+    sent_index: int = NO_INDEX  # highest index ever sent: the follower may hold up to here
+    reachable: bool = True
+
+
+class Replica:
+    def __init__(self, replica_id: int, peer_ids: list[int], quorum: int, storage: Storage):
+        self.id = replica_id
+        self.peer_ids = sorted(peer_ids)
+        self.quorum = quorum
+        self.storage = storage
+        self.meta, entries = storage.load()
+        self.log: list[Entry] = list(entries)
+        self.by_key = {entry.key: entry.index for entry in self.log}
+        self.role = Role.FOLLOWER
+        self.leader_id: int | None = None
+        self.progress: dict[int, Progress] = {}
+        self.term_start = NO_INDEX  # last index inherited when this replica became leader
+
+    # Read-only views -----------------------------------------------------------------
+
+    @property
+    def term(self) -> int:
+        return self.meta.current_term
+
+    @property
+    def commit_index(self) -> int:
+        return self.meta.commit_index
+
+    @property
+    def last_index(self) -> int:
+        return len(self.log) - 1
+
+    def term_at(self, index: int) -> int:
+        return self.log[index].term if 0 <= index < len(self.log) else 0
+
+    @property
+    def ready(self) -> bool:
+        """A leader serves once a quorum holds its log and everything inherited is committed."""
+        if self.role != Role.LEADER:
+            return False
+        synced = 1 + sum(p.synced for p in self.progress.values())
+        return synced >= self.quorum and self.commit_index >= self.term_start
+
+    def has_quorum_reachable(self) -> bool:
+        return 1 + sum(p.reachable for p in self.progress.values()) >= self.quorum
+
+    def entry_for_key(self, key: str) -> Entry | None:
+        index = self.by_key.get(key)
+        return None if index is None else self.log[index]
+
+    def committed(self, index: int) -> Entry | None:
+        return self.log[index] if 0 <= index <= self.commit_index else None
+
+    def committed_after(self, index: int, limit: int) -> list[Entry]:
+        start = max(index + 1, 0)
+        return self.log[start : min(self.commit_index + 1, start + limit)]
+
+    # Persistence -----------------------------------------------------------------------
+
+    def _save(self, meta: Meta, truncate_after: int | None = None, entries=()) -> None:
+        """Persist first, then change memory: a crash in between leaves the old state."""
+        applied_from = None
+        if meta.commit_index > self.meta.commit_index:
+            applied_from = self.meta.commit_index + 1
+        self.storage.write(Write(meta, truncate_after, list(entries), applied_from))
+        self.meta = meta
+        if truncate_after is not None and truncate_after < self.last_index:
+            for entry in self.log[truncate_after + 1 :]:
+                self.by_key.pop(entry.key, None)
+            del self.log[truncate_after + 1 :]
+        for entry in entries:
+            self.log.append(entry)
+            self.by_key[entry.key] = entry.index
+
+    def _become_follower(self, term: int, leader_id: int | None, voted_for: int | None = None):
+        """Follow at ``term`` (at least ours): a newer leader or candidate exists."""
+        if term > self.term or voted_for is not None:
+            self._save(replace(self.meta, current_term=term, voted_for=voted_for))
+        self.role = Role.FOLLOWER
+        self.leader_id = leader_id
+        self.progress = {}
+
+    def _merge(self, entries) -> tuple[int | None, list[Entry]]:
+        """What to truncate and append so our log holds ``entries`` (consecutive) at their
+        indices: matching entries are kept, the first conflict drops our suffix from there."""
+        truncate_after: int | None = None
+        new_entries: list[Entry] = []
+        for entry in entries:
+            if new_entries or entry.index > self.last_index:
+                new_entries.append(entry)
+            elif self.term_at(entry.index) != entry.term:
+                truncate_after = entry.index - 1
+                new_entries.append(entry)
+        return truncate_after, new_entries
+
+    # Elections -------------------------------------------------------------------------
+
+    def start_election(self, term: int) -> VoteRequest:
+        if term <= self.term:
+            raise TermTooLow(self.term)
+        self._save(replace(self.meta, current_term=term, voted_for=self.id))
+        self.role = Role.CANDIDATE
+        self.leader_id = None
+        self.progress = {}
+        return VoteRequest(term, self.id, self.commit_index)
+
+    def handle_vote(self, request: VoteRequest) -> VoteReply:
+        if request.term <= self.term:
+            return VoteReply(self.term, granted=False)
+        self._become_follower(request.term, leader_id=None, voted_for=request.candidate_id)
+        return VoteReply(
+            self.term,
+            granted=True,
+            log_term=self.meta.log_term,
+            last_index=self.last_index,
+            entries=tuple(self.log[request.commit_index + 1 :]),
+        )
+
+    def finish_election(self, term: int, replies: dict[int, VoteReply]) -> bool:
+        """Count the votes; on a quorum adopt the best log and lead. True if now leader."""
+        if self.role != Role.CANDIDATE or self.term != term:
+            return False
+        higher = max((r.term for r in replies.values()), default=0)
+        if higher > term:
+            self._become_follower(higher, leader_id=None)
+            return False
+        voters = {pid: r for pid, r in replies.items() if r.granted and r.term == term}
+        if 1 + len(voters) < self.quorum:
+            return False
+        best = max(voters.values(), key=lambda r: (r.log_term, r.last_index), default=None)
+        new_meta = replace(self.meta, log_term=term)
+        if best is not None and (best.log_term, best.last_index) > (
+            self.meta.log_term,
+            self.last_index,
+        ):
+            # Our committed prefix is in every log; the rest comes from the best voter, whose
+            # entries start right after the commit index we sent it.
+            truncate_after, new_entries = self._merge(best.entries)
+            if truncate_after is None and not new_entries and self.last_index > best.last_index:
+                truncate_after = best.last_index
+            self._save(new_meta, truncate_after, new_entries)
+        else:
+            self._save(new_meta)
+        self.role = Role.LEADER
+        self.leader_id = self.id
+        self.term_start = self.last_index
+        self.progress = {
+            pid: Progress(next_index=self.last_index + 1, sent_index=self.last_index)
+            for pid in self.peer_ids
+        }
+        self._advance_commit()
+        return True
+
+    def handle_leader_notice(self, leader_id: int, term: int) -> None:
+        if term > self.term:
+            self._become_follower(term, leader_id)
+        elif term == self.term and self.role != Role.LEADER:
+            self.leader_id = leader_id
+
+    # Replication: leader side --------------------------------------------------------
+
+    def append_local(self, name: str, quantity: int, key: str) -> Entry:
+        """Append a new order at the leader (the caller checked role and key)."""
+        entry = Entry(self.last_index + 1, self.term, name, quantity, key)
+        self._save(self.meta, entries=[entry])
+        self._advance_commit()
+        return entry
+
+    def make_append(self, peer_id: int, batch: int) -> AppendRequest:
+        progress = self.progress[peer_id]
+        prev = progress.next_index - 1
+        entries = tuple(self.log[prev + 1 : prev + 1 + batch])
+        last_sent = prev + len(entries)
+        progress.sent_index = max(progress.sent_index, last_sent)
+        return AppendRequest(
+            term=self.term,
+            leader_id=self.id,
+            prev_index=prev,
+            prev_term=self.term_at(prev),
+            entries=entries,
+            commit_index=self.commit_index,
+            to_end=last_sent == self.last_index,
+        )
+
+    def has_pending(self, peer_id: int) -> bool:
+        progress = self.progress.get(peer_id)
+        return progress is not None and (
+            progress.next_index <= self.last_index or not progress.synced
+        )
+
+    def on_append_reply(self, peer_id: int, request: AppendRequest, reply: AppendReply) -> None:
+        if reply.term > self.term:
+            self._become_follower(reply.term, leader_id=None)
+            return
+        progress = self.progress.get(peer_id)
+        if self.role != Role.LEADER or request.term != self.term or progress is None:
+            return  # a reply to an earlier term's message
+        progress.reachable = True
+        if reply.success:
+            progress.match_index = max(progress.match_index, reply.last_index)
+            progress.next_index = max(progress.next_index, progress.match_index + 1)
+            progress.synced = progress.synced or reply.synced
+            self._advance_commit()
+        else:
+            # Back up at least one entry, straight to the follower's end when it is shorter.
+            progress.next_index = max(
+                progress.match_index + 1, min(reply.last_index + 1, request.prev_index)
+            )
+
+    def on_unreachable(self, peer_id: int) -> None:
+        if peer_id in self.progress:
+            self.progress[peer_id].reachable = False
+
+    def _advance_commit(self) -> None:
+        if self.role != Role.LEADER:
+            return
+        matches = sorted(
+            [self.last_index] + [p.match_index for p in self.progress.values() if p.synced],
+            reverse=True,
+        )
+        if len(matches) < self.quorum:
+            return
+        candidate = matches[self.quorum - 1]
+        if candidate > self.commit_index:
+            self._save(replace(self.meta, commit_index=candidate))
+
+    def abandon(self, index: int) -> list[Entry]:
+        """Drop uncommitted entries from ``index`` on if no follower can hold them.
+
+        Used when an order cannot commit in time: if no message carrying ``index`` ever left
+        this leader (followers were unreachable), the entries exist only here, so removing
+        them means they can never commit and their purchases may be undone. Otherwise nothing
+        changes and the outcome stays open (a later leader decides it).
+        """
+        if self.role != Role.LEADER or index <= max(self.commit_index, self.term_start):
+            return []
+        if index > self.last_index:
+            return []
+        if any(p.sent_index >= index for p in self.progress.values()):
+            return []
+        removed = self.log[index:]
+        self._save(self.meta, truncate_after=index - 1)
+        for progress in self.progress.values():
+            progress.next_index = min(progress.next_index, index)
+        return removed
+
+    # Replication: follower side ------------------------------------------------------
+
+    def handle_append(self, request: AppendRequest) -> AppendReply:
+        if request.term < self.term:
+            return AppendReply(self.term, success=False, last_index=self.last_index)
+        if request.term > self.term or self.role != Role.FOLLOWER:
+            self._become_follower(request.term, request.leader_id)
+        self.leader_id = request.leader_id
+        prev = request.prev_index
+        if prev > self.last_index or (prev >= 0 and self.term_at(prev) != request.prev_term):
+            return AppendReply(self.term, success=False, last_index=min(self.last_index, prev - 1))
+
+        truncate_after, new_entries = self._merge(request.entries)
+        matched = prev + len(request.entries)
+        meta = self.meta
+        if request.to_end and meta.log_term < request.term:
+            # First full sync with this leader: whatever lies past its end is not in its log.
+            if truncate_after is None and matched < self.last_index:
+                truncate_after = matched
+            meta = replace(meta, log_term=request.term)
+        commit = max(meta.commit_index, min(request.commit_index, matched))
+        meta = replace(meta, commit_index=commit)
+        if meta != self.meta or truncate_after is not None or new_entries:
+            self._save(meta, truncate_after, new_entries)
+        return AppendReply(
+            self.term, success=True, last_index=matched, synced=self.meta.log_term == self.term
+        )
+
+    def install_committed(self, entries: list[Entry], commit_index: int) -> int:
+        """Catch-up after a restart: take committed entries another replica holds.
+
+        Only extends our log where it agrees with theirs (committed entries are the same
+        everywhere); a conflicting uncommitted tail is left for the leader to repair.
+        Returns how many entries were added.
+        """
+        new_entries: list[Entry] = []
+        for entry in entries:
+            if entry.index > commit_index:
+                break
+            if entry.index <= self.last_index:
+                if self.term_at(entry.index) != entry.term:
+                    return 0
+                continue
+            if entry.index != self.last_index + 1 + len(new_entries):
+                return 0
+            new_entries.append(entry)
+        last = self.last_index + len(new_entries)
+        commit = max(self.commit_index, min(commit_index, last))
+        if not new_entries and commit == self.commit_index:
+            return 0
+        self._save(replace(self.meta, commit_index=commit), entries=new_entries)
+        return len(new_entries)

@@ -1,0 +1,135 @@
+"""HTTP endpoints of an order replica: orders for the front-end, protocol messages for peers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, current_app, request
+
+from app.common import validation
+from app.common.errors import ApiError, ok
+from app.orders.node import OrderNode
+from app.orders.peers import append_request_from_json, vote_reply_to_json, vote_request_from_json
+from app.orders.replication import NO_INDEX
+
+bp = Blueprint("orders", __name__)
+
+
+def node() -> OrderNode:
+    return current_app.extensions["order_node"]
+
+
+@bp.get("/health")
+def health():
+    return ok(node().health())
+
+
+@bp.post("/orders")
+def place_order():
+    settings = node().settings
+    body = validation.json_body(request)
+    validation.check_fields(body, {"name", "quantity", "key"})
+    name = validation.toy_name(body["name"], settings.max_name_length)
+    quantity = validation.positive_int(body["quantity"], "quantity", settings.max_order_quantity)
+    key = validation.idempotency_key(body["key"])
+    return ok({"order_number": node().place_order(name, quantity, key)})
+
+
+@bp.get("/orders/<number>")
+def get_order(number: str):
+    return ok(node().get_order(validation.order_number(number)))
+
+
+@bp.post("/election")
+def election():
+    body = validation.json_body(request)
+    validation.check_fields(body, {"term"})
+    term = validation.non_negative_int(body["term"], "term")
+    return ok(node().elect(term))
+
+
+@bp.post("/leader")
+def leader_notice():
+    body = validation.json_body(request)
+    validation.check_fields(body, {"leader_id", "term"})
+    node().notice_leader(
+        validation.non_negative_int(body["leader_id"], "leader_id"),
+        validation.non_negative_int(body["term"], "term"),
+    )
+    return ok({"leader_id": body["leader_id"], "term": body["term"]})
+
+
+# Protocol messages between replicas. Their shape is checked field by field so that a bad
+# message is a 400, never an exception inside the protocol.
+
+_ENTRY_FIELDS = {"index": int, "term": int, "name": str, "quantity": int, "key": str}
+
+
+def _index(value: Any, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < NO_INDEX:
+        raise ApiError(400, f"The {field} must be an integer of at least {NO_INDEX}.")
+    return value
+
+
+def _message(required: dict[str, type]) -> dict[str, Any]:
+    body = validation.json_body(request)
+    validation.check_fields(body, set(required))
+    for field, kind in required.items():
+        value = body[field]
+        if kind is int:
+            _index(value, field)
+        elif kind is list:
+            if not isinstance(value, list):
+                raise ApiError(400, f"The {field} must be a list.")
+            for entry in value:
+                _check_entry(entry)
+        elif not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+            raise ApiError(400, f"The {field} has the wrong type.")
+    return body
+
+
+def _check_entry(entry: Any) -> None:
+    if not isinstance(entry, dict) or set(entry) != set(_ENTRY_FIELDS):
+        raise ApiError(400, "Each entry must have exactly index, term, name, quantity and key.")
+    for field, kind in _ENTRY_FIELDS.items():
+        if kind is int:
+            _index(entry[field], field)
+        elif not isinstance(entry[field], str):
+            raise ApiError(400, f"The entry {field} must be a string.")
+
+
+@bp.post("/raft/vote")
+def vote():
+    body = _message({"term": int, "candidate_id": int, "commit_index": int})
+    return ok(vote_reply_to_json(node().handle_vote(vote_request_from_json(body))))
+
+
+@bp.post("/raft/append")
+def append():
+    body = _message(
+        {
+            "term": int,
+            "leader_id": int,
+            "prev_index": int,
+            "prev_term": int,
+            "entries": list,
+            "commit_index": int,
+            "to_end": bool,
+        }
+    )
+    reply = node().handle_append(append_request_from_json(body))
+    return ok(
+        {
+            "term": reply.term,
+            "success": reply.success,
+            "last_index": reply.last_index,
+            "synced": reply.synced,
+        }
+    )
+
+
+@bp.get("/raft/committed")
+def committed():
+    raw = request.args.get("after", str(NO_INDEX))
+    after = NO_INDEX if raw == str(NO_INDEX) else validation.order_number(raw)
+    return ok(node().committed_after(after))
