@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, Response, current_app, request
 
 from app.catalog.service import CatalogService
 from app.catalog.store import StoreError
@@ -17,6 +17,8 @@ from app.common.validation import (
 )
 
 bp = Blueprint("catalog", __name__)
+
+Reply = tuple[Response, int]
 
 MAX_SETTLE_KEYS = 10_000
 # A full settle body (10,000 keys of up to 128 characters, quoted, with commas) is far above
@@ -33,12 +35,12 @@ def _toy_name(value: object) -> str:
 
 
 @bp.get("/products")
-def list_products():
-    return ok([product.as_dict() for product in _service().store.list()])
+def list_products() -> Reply:
+    return ok([product.as_dict() for product in _service().store.list_products()])
 
 
 @bp.get("/products/<name>")
-def get_product(name: str):
+def get_product(name: str) -> Reply:
     name = _toy_name(name)
     product = _service().store.get(name)
     if product is None:
@@ -47,7 +49,7 @@ def get_product(name: str):
 
 
 @bp.post("/purchases")
-def purchase():
+def purchase() -> Reply:
     service = _service()
     body = json_body(request)
     check_fields(body, {"key", "name", "quantity", "term"})
@@ -63,7 +65,7 @@ def purchase():
 
 
 @bp.post("/purchases/undo")
-def undo():
+def undo() -> Reply:
     body = json_body(request)
     check_fields(body, {"key", "term"})
     key = idempotency_key(body["key"])
@@ -72,7 +74,7 @@ def undo():
 
 
 @bp.post("/purchases/reconcile")
-def reconcile():
+def reconcile() -> Reply:
     body = json_body(request)
     check_fields(body, {"term"})
     term = non_negative_int(body["term"], "term")
@@ -81,7 +83,7 @@ def reconcile():
 
 
 @bp.post("/purchases/settle")
-def settle():
+def settle() -> Reply:
     request.max_content_length = SETTLE_MAX_BODY_BYTES
     body = json_body(request)
     check_fields(body, {"keys"})
@@ -93,10 +95,10 @@ def settle():
 
 
 @bp.get("/ledger")
-def ledger():
+def ledger() -> Reply:
     return ok([row.as_dict() for row in _service().store.ledger()])
 
 
 @bp.get("/health")
-def health():
+def health() -> Reply:
     return ok({"status": "ok", "products": _service().store.count()})

@@ -225,7 +225,7 @@ class CatalogStore:
             ).fetchone()
         return Product(*row) if row else None
 
-    def list(self) -> list[Product]:
+    def list_products(self) -> list[Product]:
         with self._read() as conn:
             rows = conn.execute(
                 "SELECT name, price, quantity, version FROM products ORDER BY rowid"

@@ -239,7 +239,7 @@ def test_purchases_survive_close_and_reopen(tmp_path):
 
 
 def test_list_keeps_file_order(store):
-    names = [product.name for product in store.list()]
+    names = [product.name for product in store.list_products()]
     assert names == [toy.name for toy in load_toys()]
     assert store.count() == len(names)
     assert store.get("Unicorn") is None
