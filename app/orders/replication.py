@@ -400,9 +400,15 @@ class Replica:
         matched = prev + len(request.entries)
         meta = self.meta
         if request.to_end and meta.log_term < request.term:
-            # First full sync with this leader: whatever lies past its end is not in its log.
-            if truncate_after is None and matched < self.last_index:
-                truncate_after = matched
+            # First full sync with this leader. Past its end (as of sending) we may hold
+            # entries of its own term from later messages that arrived first: those are in
+            # its log. Anything of an older term there is not, and goes.
+            if truncate_after is None:
+                end = matched
+                while end < self.last_index and self.log[end + 1].term == request.term:
+                    end += 1
+                if end < self.last_index:
+                    truncate_after = end
             meta = replace(meta, log_term=request.term)
         commit = max(meta.commit_index, min(request.commit_index, matched))
         meta = replace(meta, commit_index=commit)

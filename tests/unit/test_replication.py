@@ -1,0 +1,439 @@
+"""The replication protocol driven over a simulated network: loss, duplication, reordering,
+crashes (a replica is rebuilt from what it persisted) and partitions."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from app.orders.replication import (
+    NO_INDEX,
+    AppendReply,
+    Entry,
+    Meta,
+    Replica,
+    Role,
+    TermTooLow,
+    Write,
+)
+
+
+class MemoryStorage:
+    """A replica's 'disk'. Checks on every write that committed orders never change."""
+
+    def __init__(self) -> None:
+        self.meta = Meta()
+        self.entries: list[Entry] = []
+        self.orders: dict[int, Entry] = {}
+
+    def load(self):
+        return self.meta, list(self.entries)
+
+    def write(self, write: Write) -> None:
+        if write.truncate_after is not None:
+            assert write.truncate_after >= self.meta.commit_index, "truncated a committed entry"
+            del self.entries[write.truncate_after + 1 :]
+        for entry in write.entries:
+            assert entry.index == len(self.entries)
+            self.entries.append(entry)
+        assert write.meta.commit_index >= self.meta.commit_index, "commit index went back"
+        self.meta = write.meta
+        if write.applied_from is not None:
+            for index in range(write.applied_from, write.meta.commit_index + 1):
+                assert index not in self.orders
+                self.orders[index] = self.entries[index]
+
+
+class Sim:
+    """Three replicas and a network that the test (or a seeded random source) controls."""
+
+    def __init__(
+        self,
+        n: int = 3,
+        seed: int = 0,
+        loss: float = 0.0,
+        dup: float = 0.0,
+        reorder: bool = False,
+        quorum: int | None = None,
+        batch: int = 64,
+    ) -> None:
+        self.ids = list(range(1, n + 1))
+        self.quorum = quorum or n // 2 + 1
+        self.storage = {i: MemoryStorage() for i in self.ids}
+        self.replicas = {i: self._boot(i) for i in self.ids}
+        self.alive = set(self.ids)
+        self.cut: set[frozenset[int]] = set()  # pairs that cannot talk
+        self.rng = random.Random(seed)
+        self.loss, self.dup, self.reorder, self.batch = loss, dup, reorder, batch
+        self.queue: list[tuple] = []
+        self.committed: dict[int, Entry] = {}  # every entry ever seen committed anywhere
+        self.acked: dict[str, int] = {}  # client key -> order number the leader confirmed
+        self.next_key = 0
+
+    def _boot(self, i: int) -> Replica:
+        peers = [p for p in self.ids if p != i]
+        return Replica(i, peers, self.quorum, self.storage[i])
+
+    # Faults
+
+    def crash(self, i: int) -> None:
+        self.alive.discard(i)
+        self.queue = [m for m in self.queue if i not in (m[0], m[1])]
+
+    def restart(self, i: int) -> None:
+        self.replicas[i] = self._boot(i)
+        self.alive.add(i)
+
+    def partition(self, *group: int) -> None:
+        for a in group:
+            for b in self.ids:
+                if b not in group:
+                    self.cut.add(frozenset((a, b)))
+
+    def heal(self) -> None:
+        self.cut.clear()
+        self.loss = self.dup = 0.0
+
+    def _link(self, a: int, b: int) -> bool:
+        return a in self.alive and b in self.alive and frozenset((a, b)) not in self.cut
+
+    def _lost(self) -> bool:
+        return self.rng.random() < self.loss
+
+    # Operations
+
+    def elect(self, candidate: int, term: int | None = None) -> bool:
+        r = self.replicas[candidate]
+        term = term or max(x.term for x in self.replicas.values()) + 1
+        request = r.start_election(term)
+        replies = {}
+        for pid in r.peer_ids:
+            if self._link(candidate, pid) and not self._lost():
+                reply = self.replicas[pid].handle_vote(request)
+                if not self._lost():
+                    replies[pid] = reply
+        won = r.finish_election(term, replies)
+        self.check()
+        return won
+
+    def submit(self, leader: int) -> Entry:
+        key = f"k{self.next_key}"
+        self.next_key += 1
+        entry = self.replicas[leader].append_local("Tux", 1, key)
+        self.check()
+        return entry
+
+    def send(self, leader: int) -> None:
+        r = self.replicas[leader]
+        if r.role != Role.LEADER:
+            return
+        for pid in r.peer_ids:
+            request = r.make_append(pid, self.batch)
+            if self._link(leader, pid) and not self._lost():
+                self.queue.append((pid, leader, request))
+                if self.rng.random() < self.dup:
+                    self.queue.append((pid, leader, request))
+
+    def deliver(self, count: int | None = None) -> None:
+        steps = 0
+        while self.queue and (count is None or steps < count):
+            steps += 1
+            pick = self.rng.randrange(len(self.queue)) if self.reorder else 0
+            dst, src, request = self.queue.pop(pick)
+            if not self._link(src, dst):
+                continue
+            reply = self.replicas[dst].handle_append(request)
+            if self._link(src, dst) and not self._lost():
+                self.replicas[src].on_append_reply(dst, request, reply)
+            self.check()
+
+    def settle(self, leader: int, rounds: int = 200) -> None:
+        for _ in range(rounds):
+            self.send(leader)
+            self.deliver()
+            r = self.replicas[leader]
+            linked = [p for p in r.peer_ids if self._link(leader, p)]
+            peers_done = all(
+                not r.has_pending(p) and r.progress[p].match_index == r.last_index for p in linked
+            )
+            if peers_done and all(self.replicas[p].commit_index == r.commit_index for p in linked):
+                return
+        raise AssertionError("cluster did not settle")
+
+    # Invariants
+
+    def check(self) -> None:
+        for i in self.alive:
+            r = self.replicas[i]
+            for index in range(r.commit_index + 1):
+                entry = r.log[index]
+                seen = self.committed.setdefault(index, entry)
+                assert seen == entry, f"replica {i} committed {entry} where {seen} was committed"
+            if r.role == Role.LEADER:
+                for index in range(r.commit_index + 1):
+                    self.acked.setdefault(r.log[index].key, index)
+        leaders = {}
+        for i in self.alive:
+            r = self.replicas[i]
+            if r.role == Role.LEADER:
+                assert r.term not in leaders, "two leaders in one term"
+                leaders[r.term] = i
+
+
+def test_orders_commit_on_a_majority_and_reach_every_replica():
+    sim = Sim()
+    assert sim.elect(3)
+    sim.settle(3)
+    assert sim.replicas[3].ready
+    entries = [sim.submit(3) for _ in range(5)]
+    assert sim.replicas[3].commit_index == NO_INDEX  # nothing commits before a follower holds it
+    sim.settle(3)
+    assert [e.index for e in entries] == [0, 1, 2, 3, 4]
+    for i in sim.ids:
+        assert sim.storage[i].entries == entries
+        assert list(sim.storage[i].orders.values()) == entries
+
+
+def test_a_replica_votes_once_a_term_and_only_for_higher_terms():
+    sim = Sim()
+    r1 = sim.replicas[1]
+    from app.orders.replication import VoteRequest
+
+    assert r1.handle_vote(VoteRequest(2, 3, NO_INDEX)).granted
+    assert not r1.handle_vote(VoteRequest(2, 2, NO_INDEX)).granted
+    assert not r1.handle_vote(VoteRequest(1, 2, NO_INDEX)).granted
+    with pytest.raises(TermTooLow):
+        r1.start_election(2)
+    assert sim.storage[1].meta.voted_for == 3  # the vote is on disk before it is sent
+
+
+def test_leader_needs_a_majority_of_votes():
+    sim = Sim()
+    sim.crash(1)
+    sim.crash(2)
+    assert not sim.elect(3)
+    sim.restart(2)
+    assert sim.elect(3)
+
+
+@pytest.mark.parametrize("seed", range(300))
+def test_loss_duplication_reordering_and_crashes_never_lose_a_committed_order(seed):
+    """Random schedules: orders, sends, partial deliveries, crashes and restarts of any
+    replica (all three at times), elections of any live replica. Sim.check() asserts after
+    every step that no index ever commits two different entries and no term has two leaders.
+    """
+    sim = Sim(seed=seed, loss=0.25, dup=0.25, reorder=True, batch=3)
+    rng = random.Random(seed * 7 + 1)
+    leader = 3
+    sim.elect(leader)
+    for _step in range(300):
+        action = rng.random()
+        if action < 0.4 and leader in sim.alive and sim.replicas[leader].role == Role.LEADER:
+            sim.submit(leader)
+        elif action < 0.7:
+            sim.send(leader)
+        elif action < 0.88:
+            sim.deliver(rng.randint(1, 6))
+        elif action < 0.94:
+            victim = rng.choice(sim.ids)
+            if victim in sim.alive:
+                sim.crash(victim)
+            else:
+                sim.restart(victim)
+        elif sim.alive:
+            candidate = rng.choice(sorted(sim.alive))
+            if sim.elect(candidate):
+                leader = candidate
+    # Heal everything and elect anyone: every acknowledged order survives, numbered as acked.
+    for i in sim.ids:
+        if i not in sim.alive:
+            sim.restart(i)
+    sim.heal()
+    final = rng.choice(sim.ids)
+    assert sim.elect(final)
+    sim.settle(final)
+    logs = {i: sim.storage[i].entries for i in sim.ids}
+    assert logs[1] == logs[2] == logs[3]
+    committed = {e.key: e.index for e in logs[final][: sim.replicas[final].commit_index + 1]}
+    for key, number in sim.acked.items():
+        assert committed.get(key) == number, f"acknowledged order {key} lost or renumbered"
+    assert sorted(committed.values()) == list(range(len(committed)))
+
+
+def test_leader_crash_between_append_and_commit():
+    sim = Sim()
+    sim.elect(3)
+    sim.settle(3)
+    committed = sim.submit(3)
+    sim.settle(3)
+    pending = sim.submit(3)
+    # The append reaches replica 2 (it persists the entry) but the leader dies before the reply.
+    request = sim.replicas[3].make_append(2, 64)
+    sim.replicas[2].handle_append(request)
+    sim.crash(3)
+    assert sim.elect(2)
+    sim.settle(2)
+    # Replica 2 held the longer log of the same log_term, so the entry it had survives.
+    assert sim.replicas[2].log == [committed, pending]
+    assert sim.replicas[2].commit_index == 1
+    sim.restart(3)
+    sim.settle(2)
+    assert sim.storage[3].entries == [committed, pending]
+
+
+def test_entry_only_on_the_crashed_leader_is_dropped_when_it_returns():
+    sim = Sim()
+    sim.elect(3)
+    sim.settle(3)
+    kept = sim.submit(3)
+    sim.settle(3)
+    sim.submit(3)  # never sent
+    sim.crash(3)
+    assert sim.elect(2)
+    newer = sim.submit(2)
+    sim.settle(2)
+    sim.restart(3)
+    sim.settle(2)
+    for i in sim.ids:
+        assert sim.storage[i].entries == [kept, newer]
+
+
+def test_partitioned_old_leader_with_a_stale_term_cannot_commit():
+    sim = Sim()
+    sim.elect(3)
+    sim.settle(3)
+    sim.submit(3)
+    sim.settle(3)
+    sim.partition(3)
+    stale = [sim.submit(3) for _ in range(3)]
+    sim.send(3)
+    sim.deliver()
+    assert sim.replicas[3].commit_index == 0  # no majority behind the wall
+    assert sim.elect(2)
+    newer = sim.submit(2)
+    sim.settle(2)
+    sim.heal()
+    # The old leader still believes it leads; its next message meets a higher term.
+    sim.send(3)
+    sim.deliver()
+    old = sim.replicas[3]
+    assert old.role == Role.FOLLOWER and old.commit_index == 0
+    sim.settle(2)
+    for i in sim.ids:
+        log = sim.storage[i].entries
+        assert newer in log and not any(e in log for e in stale)
+        assert sim.storage[i].entries == sim.storage[2].entries
+
+
+def test_longer_log_of_an_older_leader_loses_to_a_synced_replica():
+    """The case Raft settles with a no-op entry: a new leader that appended nothing yet."""
+    sim = Sim()
+    sim.elect(3)
+    sim.settle(3)
+    sim.submit(3)
+    sim.settle(3)
+    orphan = sim.submit(3)  # only on replica 3
+    sim.crash(3)
+    assert sim.elect(2)  # inherits [0], syncs replica 1, appends nothing of its own
+    sim.settle(2)
+    assert sim.replicas[1].meta.log_term == sim.replicas[2].term
+    sim.crash(2)
+    sim.restart(3)
+    # Replicas 3 (longer log, older log_term) and 1 (shorter, newer log_term) elect 3:
+    assert sim.elect(3)
+    assert orphan not in sim.replicas[3].log
+    sim.settle(3)
+    assert orphan not in sim.storage[1].entries
+
+
+def test_lagging_replica_catches_up_by_backing_up():
+    sim = Sim(batch=16)
+    sim.elect(3)
+    sim.settle(3)
+    sim.crash(1)
+    for _ in range(200):
+        sim.submit(3)
+        sim.send(3)
+        sim.deliver()
+    assert sim.replicas[3].commit_index == 199
+    sim.restart(1)
+    sim.settle(3)
+    assert sim.storage[1].entries == sim.storage[3].entries
+    assert len(sim.storage[1].orders) == 200
+
+
+def test_restarted_replica_installs_committed_entries_from_a_peer():
+    sim = Sim()
+    sim.elect(3)
+    sim.settle(3)
+    sim.crash(1)
+    for _ in range(20):
+        sim.submit(3)
+    sim.settle(3)
+    sim.restart(1)
+    source = sim.replicas[2]
+    added = sim.replicas[1].install_committed(
+        source.committed_after(NO_INDEX, 1000), source.commit_index
+    )
+    assert added == 20
+    assert sim.storage[1].entries == sim.storage[2].entries
+    assert len(sim.storage[1].orders) == 20
+
+
+def test_install_committed_leaves_a_conflicting_tail_to_the_leader():
+    sim = Sim()
+    sim.elect(3)
+    sim.settle(3)
+    sim.partition(3)
+    sim.submit(3)  # only on the old leader
+    sim.heal()
+    sim.crash(3)
+    sim.elect(2)
+    sim.submit(2)
+    sim.settle(2)
+    sim.restart(3)
+    source = sim.replicas[2]
+    assert sim.replicas[3].install_committed(source.committed_after(NO_INDEX, 10), 0) == 0
+    sim.settle(2)
+    assert sim.storage[3].entries == sim.storage[2].entries
+
+
+def test_abandon_drops_entries_no_follower_was_sent():
+    sim = Sim()
+    sim.elect(3)
+    sim.settle(3)
+    sim.partition(3)
+    first = sim.submit(3)
+    sim.submit(3)
+    leader = sim.replicas[3]
+    held = list(sim.storage[3].entries)
+    assert leader.abandon(first.index) == held
+    assert leader.last_index == NO_INDEX and sim.storage[3].entries == []
+    # Once an entry was sent (the follower may hold it), it cannot be abandoned.
+    again = sim.submit(3)
+    leader.make_append(1, 64)
+    assert leader.abandon(again.index) == []
+    assert leader.last_index == again.index
+
+
+def test_stale_reply_and_rejection_from_a_higher_term_step_the_leader_down():
+    sim = Sim()
+    sim.elect(3)
+    sim.settle(3)
+    leader = sim.replicas[3]
+    request = leader.make_append(1, 64)
+    leader.on_append_reply(
+        1, request, AppendReply(term=leader.term + 5, success=False, last_index=0)
+    )
+    assert leader.role == Role.FOLLOWER and leader.term == 6
+
+
+def test_quorum_of_one_commits_at_once():
+    sim = Sim(quorum=1)
+    sim.crash(1)
+    sim.crash(2)
+    assert sim.elect(3)
+    entry = sim.submit(3)
+    assert sim.replicas[3].commit_index == entry.index
+    assert sim.storage[3].orders == {0: entry}
