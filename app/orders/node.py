@@ -105,7 +105,7 @@ class OrderNode:
 
     def _snapshot(self) -> tuple:
         r = self.replica
-        return (r.role, r.term, r.commit_index, r.last_index)
+        return (r.role, r.term, r.commit_index, r.last_index, r.ready)
 
     # Status --------------------------------------------------------------------------
 
@@ -152,13 +152,12 @@ class OrderNode:
 
     def _await_commit(self, entry: Entry) -> int:
         deadline = time.monotonic() + self.settings.commit_timeout
-        with self._locked() as replica:
+        with self.changed:
             while True:
+                replica = self.replica
                 current = replica.entry_for_key(entry.key)
                 if current is None or current.index != entry.index:
-                    raise ApiError(
-                        503, "Too few order replicas answered; the order was not placed."
-                    )
+                    raise ApiError(503, NOT_PLACED)
                 if replica.commit_index >= entry.index:
                     return entry.index
                 if replica.role != Role.LEADER or replica.term != entry.term:
@@ -167,12 +166,10 @@ class OrderNode:
                 if remaining <= 0:
                     break
                 self.changed.wait(remaining)
+        with self._locked() as replica:
             removed = replica.abandon(entry.index)
         if not removed:
-            raise ApiError(
-                503,
-                "The order could not be confirmed on a majority in time; retry with the same key.",
-            )
+            raise ApiError(503, OUTCOME_OPEN)
         log_event(log, "abandoned uncommitted orders", level=logging.WARNING, count=len(removed))
         for gone in removed:
             self._undo(gone.key, gone.term)
@@ -250,7 +247,8 @@ class OrderNode:
 
     def _wait_ready(self, term: int) -> None:
         deadline = time.monotonic() + self.settings.commit_timeout
-        with self._locked() as replica:
+        with self.changed:
+            replica = self.replica
             while not replica.ready:
                 remaining = deadline - time.monotonic()
                 if replica.role != Role.LEADER or replica.term != term or remaining <= 0:
