@@ -185,7 +185,9 @@ class OrderRouter:
                 return rid, granted
             if reply.status != 409:
                 return None
-            # Our term was too low (another front-end worker may just have elected it).
+            # Our term was too low (another front-end worker may just have elected it): the
+            # next attempt goes above both what we tried and what the replica reports.
+            self._note_term(term)
             health = self._health(rid)
             if health is None:
                 return None
