@@ -48,6 +48,7 @@ class OrderRouter:
         self._lock = threading.Lock()
         self._leader: tuple[int, int] | None = None  # (leader id, term)
         self._last_leader_id: int | None = None  # survives _forget, to log failovers
+        self._leaderless = False  # to log "no leader available" once per outage
         self._max_term = 0
         self._selecting: threading.Event | None = None
 
@@ -168,7 +169,10 @@ class OrderRouter:
             if chosen is not None:
                 self._announce(*chosen)
                 return chosen
-        log_event(log, "no leader available", logging.WARNING)
+        with self._lock:
+            first_failure, self._leaderless = not self._leaderless, True
+        if first_failure:
+            log_event(log, "no leader available", logging.WARNING)
         return None
 
     def _elect(self, rid: int) -> tuple[int, int] | None:
@@ -200,6 +204,7 @@ class OrderRouter:
         """Tell every replica who leads (best effort, in the background) and log the change."""
         with self._lock:
             previous, self._last_leader_id = self._last_leader_id, leader_id
+            self._leaderless = False
         for client in self._clients.values():
             self._pool.submit(self._notify, client, leader_id, term)
         if previous != leader_id:

@@ -237,3 +237,23 @@ def test_no_replica_answers_within_the_deadline_is_503(replicas):
         assert router.leader is None
     finally:
         router.close()
+
+
+def test_a_placed_order_drops_the_cached_toy_before_returning(replicas, redis_url):
+    settings = Settings(
+        replicas={rid: r.url for rid, r in replicas.items()},
+        redis_url=redis_url,
+        http_timeout=0.5,
+    )
+    cache = ProductCache(settings)
+    cache.start()
+    router = OrderRouter(settings, cache)
+    try:
+        assert cache.wait_subscribed(5)
+        cache.get("Tux", lambda name: {"name": name, "price": 1.0, "quantity": 5, "version": 1})
+        assert cache.lookup("Tux") is not None
+        router.place_order("Tux", 1, "key-1")
+        assert cache.lookup("Tux") is None
+    finally:
+        router.close()
+        cache.close()
