@@ -57,9 +57,16 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def cmd_gen_catalog(args: argparse.Namespace) -> int:
     """Write a generated catalog of ``count`` toys as JSON (for benchmarks and eviction tests)."""
-    from app.catalog import write_catalog
+    from app.catalog.catalog_data import write_catalog
 
     written = write_catalog(args.out, args.count)
     print(f"wrote {written} toys to {args.out}")
@@ -89,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(func=cmd_up)
 
     gen = commands.add_parser("gen-catalog", help="write a generated catalog of N toys")
-    gen.add_argument("--count", type=int, required=True, help="number of toys")
+    gen.add_argument("--count", type=_positive_int, required=True, help="number of toys")
     gen.add_argument("--out", type=Path, required=True, help="JSON file to write")
     gen.set_defaults(func=cmd_gen_catalog)
 

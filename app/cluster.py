@@ -233,6 +233,10 @@ class Cluster:
             "ORDER_REPLICAS": ",".join(f"{rid}={url}" for rid, url in replica_urls.items()),
             "REPLICA_ID": "0",
             "DATA_DIR": str(data_dir),
+            # The children run in the repository root, not in the caller's directory.
+            "CATALOG_DATA": str(Path(settings.catalog_data).resolve())
+            if settings.catalog_data
+            else "",
         }
 
         def gunicorn(module: str, port: int, workers: int, threads: int) -> list[str]:
