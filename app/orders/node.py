@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
+from dataclasses import asdict
 
 from app.common.config import ConfigError, Settings
 from app.common.errors import ApiError
@@ -325,7 +326,7 @@ class OrderNode:
             entries = self.replica.committed_after(index, CATCH_UP_PAGE)
             return {
                 "commit_index": self.replica.commit_index,
-                "entries": [entry.to_json() for entry in entries],
+                "entries": [asdict(entry) for entry in entries],
             }
 
     def _catch_up(self) -> None:

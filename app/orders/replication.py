@@ -46,19 +46,6 @@ class Entry:
     quantity: int
     key: str
 
-    def to_json(self) -> dict:
-        return {
-            "index": self.index,
-            "term": self.term,
-            "name": self.name,
-            "quantity": self.quantity,
-            "key": self.key,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict) -> Entry:
-        return cls(data["index"], data["term"], data["name"], data["quantity"], data["key"])
-
 
 @dataclass(frozen=True)
 class Meta:

@@ -9,7 +9,7 @@ from flask import Blueprint, current_app, request
 from app.common import validation
 from app.common.errors import ApiError, ok
 from app.orders.node import OrderNode
-from app.orders.peers import append_request_from_json, vote_reply_to_json, vote_request_from_json
+from app.orders.peers import append_request_from_json, to_json, vote_request_from_json
 from app.orders.replication import NO_INDEX
 
 bp = Blueprint("orders", __name__)
@@ -101,7 +101,7 @@ def _check_entry(entry: Any) -> None:
 @bp.post("/raft/vote")
 def vote():
     body = _message({"term": int, "candidate_id": int, "commit_index": int})
-    return ok(vote_reply_to_json(node().handle_vote(vote_request_from_json(body))))
+    return ok(to_json(node().handle_vote(vote_request_from_json(body))))
 
 
 @bp.post("/raft/append")
@@ -117,15 +117,7 @@ def append():
             "to_end": bool,
         }
     )
-    reply = node().handle_append(append_request_from_json(body))
-    return ok(
-        {
-            "term": reply.term,
-            "success": reply.success,
-            "last_index": reply.last_index,
-            "synced": reply.synced,
-        }
-    )
+    return ok(to_json(node().handle_append(append_request_from_json(body))))
 
 
 @bp.get("/raft/committed")
