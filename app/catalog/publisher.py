@@ -12,10 +12,10 @@ import json
 import logging
 import threading
 
+import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-import redis
 from app.common.logs import log_event
 
 log = logging.getLogger(__name__)

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
+
 from app.common.config import Settings
 from app.common.logs import log_event
 

@@ -7,9 +7,9 @@ import threading
 import time
 
 import pytest
+import redis
 import requests
 
-import redis
 from tests.support import (
     assert_replicas_identical,
     assert_stock_adds_up,

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 import redis
+
 from app.catalog import create_app
 from app.catalog.catalog_data import write_catalog
 from app.catalog.publisher import InvalidationPublisher

@@ -10,8 +10,8 @@ import json
 import time
 
 import pytest
-
 import redis
+
 from app.common.config import Settings
 from app.frontend import create_app as create_frontend
 from app.frontend.leader import DEADLINE_MESSAGE

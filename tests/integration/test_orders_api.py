@@ -8,9 +8,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import redis
 import requests
 
-import redis
 from tests.support import (
     JSON,
     assert_replicas_identical,

@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
 import redis
+
 from app.common.config import Settings
 from app.frontend.cache import ProductCache
 from tests.conftest import free_port
