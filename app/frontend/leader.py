@@ -65,13 +65,16 @@ class OrderRouter:
 
     # Public operations.
 
-    def place_order(self, name: str, quantity: int, key: str) -> int:
+    def place_order(self, name: str, quantity: int, key: str) -> tuple[int, int | None]:
+        """The order number, and the toy's catalog version after the purchase when the leader
+        reports it (not for an order that was already in its log)."""
         body = {"name": name, "quantity": quantity, "key": key}
         reply = self._call_leader("POST", "/orders", body)
         number = int(reply.data["order_number"])
+        version = reply.data.get("version")
         # Read-your-writes: the next GET of this toy must not see the cached pre-order stock.
         self._cache.invalidate(name)
-        return number
+        return number, version if isinstance(version, int) else None
 
     def get_order(self, number: int) -> dict[str, Any]:
         data = self._call_leader("GET", f"/orders/{number}", None).data

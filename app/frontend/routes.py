@@ -15,6 +15,9 @@ from app.frontend.services import CATALOG_DOWN, Frontend
 bp = Blueprint("frontend", __name__)
 
 PUBLIC_FIELDS = ("name", "price", "quantity")
+# The catalog's per-toy change counter, in a header so the public JSON stays as the spec says.
+# It lets a client (the chaos checker) order its reads after its own purchases.
+VERSION_HEADER = "X-Product-Version"
 
 
 def _frontend() -> Frontend:
@@ -33,7 +36,10 @@ def get_product(name: str):
     product = frontend.cache.get(name, frontend.load_product)
     if product is None:
         raise ApiError(404, f"There is no toy named {name!r}.")
-    return ok(_public(product))
+    response, status = ok(_public(product))
+    if isinstance(product.get("version"), int):
+        response.headers[VERSION_HEADER] = str(product["version"])
+    return response, status
 
 
 @bp.get("/products", strict_slashes=False)
@@ -57,8 +63,11 @@ def place_order():
     name, quantity = validation.order_request(
         validation.json_body(request), settings.max_name_length, settings.max_order_quantity
     )
-    number = frontend.orders.place_order(name, quantity, key)
-    return ok({"order_number": number})
+    number, version = frontend.orders.place_order(name, quantity, key)
+    response, status = ok({"order_number": number})
+    if version is not None:
+        response.headers[VERSION_HEADER] = str(version)
+    return response, status
 
 
 @bp.get("/orders/<raw>")

@@ -131,7 +131,10 @@ class OrderNode:
 
     # Orders --------------------------------------------------------------------------
 
-    def place_order(self, name: str, quantity: int, key: str) -> int:
+    def place_order(self, name: str, quantity: int, key: str) -> tuple[int, int | None]:
+        """The order's number, and the toy's version after this order's purchase when this
+        call made (or replayed) it at the catalog; None when the order was already in the log.
+        """
         with self._locked() as replica:
             self._require_leader(replica)
             existing = replica.entry_for_key(key)
@@ -139,9 +142,9 @@ class OrderNode:
                 raise ApiError(503, "Too few order replicas are reachable to commit an order.")
             term = replica.term
         if existing is not None:
-            return self._await_commit(_same_order(existing, name, quantity))
+            return self._await_commit(_same_order(existing, name, quantity)), None
 
-        self._buy(key, name, quantity, term)
+        version = self._buy(key, name, quantity, term)
         with self._locked() as replica:
             if replica.role != Role.LEADER or replica.term != term:
                 # The next leader reconciles this purchase with its log (buys of older terms
@@ -149,7 +152,7 @@ class OrderNode:
                 raise ApiError(421, f"Replica {self.id} stopped leading; the order was not placed.")
             existing = replica.entry_for_key(key)
             entry = existing or replica.append_local(name, quantity, key)
-        return self._await_commit(_same_order(entry, name, quantity))
+        return self._await_commit(_same_order(entry, name, quantity)), version
 
     def _await_commit(self, entry: Entry) -> int:
         deadline = time.monotonic() + self.settings.commit_timeout
@@ -184,14 +187,16 @@ class OrderNode:
             raise ApiError(404, f"There is no order number {number}.")
         return {"number": entry.index, "name": entry.name, "quantity": entry.quantity}
 
-    def _buy(self, key: str, name: str, quantity: int, term: int) -> None:
+    def _buy(self, key: str, name: str, quantity: int, term: int) -> int | None:
+        """Buy at the catalog; the toy's version right after this purchase."""
         body = {"key": key, "name": name, "quantity": quantity, "term": term}
         try:
             reply = self.catalog.post("/purchases", json=body)
         except ServiceUnavailable as exc:
             raise ApiError(503, "The catalog is not reachable; the order was not placed.") from exc
         if reply.status == 200:
-            return
+            version = reply.data.get("version") if isinstance(reply.data, dict) else None
+            return version if isinstance(version, int) else None
         if reply.status in (400, 404, 422):
             raise ApiError(reply.status, reply.error_message)
         if reply.status == 409:  # the catalog has seen a newer leader's term

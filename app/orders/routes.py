@@ -32,7 +32,11 @@ def place_order():
     name = validation.toy_name(body["name"], settings.max_name_length)
     quantity = validation.positive_int(body["quantity"], "quantity", settings.max_order_quantity)
     key = validation.idempotency_key(body["key"])
-    return ok({"order_number": node().place_order(name, quantity, key)})
+    number, version = node().place_order(name, quantity, key)
+    data = {"order_number": number}
+    if version is not None:
+        data["version"] = version
+    return ok(data)
 
 
 @bp.get("/orders/<number>")
