@@ -70,6 +70,10 @@ class ServiceClient:
             raise ServiceUnavailable(url, "connection failed", maybe_delivered=not refused) from exc
         except requests.exceptions.Timeout as exc:
             raise ServiceUnavailable(url, "timed out", maybe_delivered=True) from exc
+        except requests.exceptions.RequestException as exc:
+            # The server died while sending its reply (ChunkedEncodingError and the like):
+            # as unavailable as a refused connection, but the request did arrive.
+            raise ServiceUnavailable(url, "reply cut off", maybe_delivered=True) from exc
         try:
             body = response.json()
         except ValueError as exc:
