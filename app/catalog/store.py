@@ -123,6 +123,43 @@ class LedgerRow:
         return {**asdict(self), "balanced": self.balanced}
 
 
+@dataclass(frozen=True)
+class ActivePurchase:
+    key: str
+    name: str
+    quantity: int
+    term: int
+    settled: bool
+
+
+def read_ledger(conn: sqlite3.Connection) -> list[LedgerRow]:
+    """The ledger from any connection to a catalog database (also a read-only one, so a
+    checker can read a stopped catalog's file)."""
+    rows = conn.execute(
+        """
+        SELECT p.name, p.initial,
+            COALESCE((SELECT SUM(r.amount) FROM restocks r WHERE r.name = p.name), 0),
+            COALESCE((SELECT SUM(u.quantity) FROM purchases u
+                      WHERE u.name = p.name AND u.status = 'active'), 0),
+            p.quantity
+        FROM products p ORDER BY p.rowid
+        """
+    ).fetchall()
+    return [LedgerRow(*row) for row in rows]
+
+
+def read_active_purchases(conn: sqlite3.Connection) -> list[ActivePurchase]:
+    """Every purchase whose stock is out (not undone), in the order they were made."""
+    rows = conn.execute(
+        "SELECT key, name, quantity, term, settled FROM purchases"
+        " WHERE status = 'active' ORDER BY created"
+    ).fetchall()
+    return [
+        ActivePurchase(key, name, qty, term, bool(settled))
+        for key, name, qty, term, settled in rows
+    ]
+
+
 class CatalogStore:
     """Thread-safe access to the catalog database. Create one per process."""
 
@@ -244,17 +281,7 @@ class CatalogStore:
         """Per toy: initial stock, total restocked, total sold by active purchases, and the
         current quantity, read in one statement so it is one consistent snapshot."""
         with self._read() as conn:
-            rows = conn.execute(
-                """
-                SELECT p.name, p.initial,
-                    COALESCE((SELECT SUM(r.amount) FROM restocks r WHERE r.name = p.name), 0),
-                    COALESCE((SELECT SUM(u.quantity) FROM purchases u
-                              WHERE u.name = p.name AND u.status = 'active'), 0),
-                    p.quantity
-                FROM products p ORDER BY p.rowid
-                """
-            ).fetchall()
-        return [LedgerRow(*row) for row in rows]
+            return read_ledger(conn)
 
     # Changes.
 

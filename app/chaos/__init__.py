@@ -1,0 +1,6 @@
+"""Chaos runs: random faults under concurrent shoppers, then a checker over what everyone saw.
+
+``history`` records every request, reply and fault as JSON lines; ``faults`` injects them;
+``runner`` starts the store and drives it; ``checker`` judges the history against the final
+state of the replicas, the catalog and the cache. See docs/reliability.md.
+"""

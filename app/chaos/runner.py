@@ -1,0 +1,239 @@
+"""A chaos run: start the store, let shoppers query and order while faults come and go,
+heal everything, then hand the history and the final state to the checker."""
+
+from __future__ import annotations
+
+import logging
+import random
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from app.chaos.checker import Report, check
+from app.chaos.faults import Injector, Schedule
+from app.chaos.history import History
+from app.cluster import Cluster
+
+log = logging.getLogger(__name__)
+
+VERSION_HEADER = "X-Product-Version"
+# A client waits this long beyond the front-end's ORDER_DEADLINE before it calls a request
+# hung: the deadline bounds the retries, and one last call to a replica may still be running.
+TIMEOUT_MARGIN = 5.0
+ORDER_PROBABILITY = 0.5
+LOOKUP_PROBABILITY = 0.2
+REPLAY_PROBABILITY = 0.05
+ORDER_ATTEMPTS = 3  # a shopper retries a 503 or a broken connection with the same key
+RETRY_PAUSE = 0.2
+
+
+@dataclass(frozen=True)
+class ChaosOptions:
+    duration: float = 300.0
+    shoppers: int = 8
+    seed: int | None = None
+    min_gap: float = 1.0
+    max_gap: float = 4.0
+    min_hold: float = 0.5
+    max_hold: float = 3.0
+    data_dir: Path = Path("var/chaos/data")
+    log_dir: Path = Path("var/chaos/logs")
+    history: Path = Path("var/chaos/history.jsonl")
+
+
+class Shopper(threading.Thread):
+    """Queries a random toy, orders it now and then with a fresh key, looks orders up and
+    replays old keys; records every call."""
+
+    def __init__(
+        self,
+        number: int,
+        url: str,
+        toys: list[str],
+        history: History,
+        timeout: float,
+        seed: int,
+        stop: threading.Event,
+    ) -> None:
+        super().__init__(name=f"shopper-{number}", daemon=True)
+        self.number = number
+        self.url = url
+        self.toys = toys
+        self.history = history
+        self.timeout = timeout
+        self.rng = random.Random(seed)
+        self.stop = stop
+        self.session = requests.Session()
+        self.acked: list[tuple[str, str, int]] = []  # key, toy, quantity
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            toy = self.rng.choice(self.toys)
+            read = self.call("read", "GET", f"/products/{toy}", toy=toy)
+            if self.rng.random() < REPLAY_PROBABILITY and self.acked:
+                key, old_toy, quantity = self.rng.choice(self.acked)
+                self.order(old_toy, quantity, key, replay=True)
+            available = read.get("read_quantity") or 0
+            if available > 0 and self.rng.random() < ORDER_PROBABILITY:
+                quantity = self.rng.randint(1, min(3, available))
+                number = self.order(toy, quantity, uuid.uuid4().hex, replay=False)
+                if number is not None and self.rng.random() < LOOKUP_PROBABILITY:
+                    self.call("lookup", "GET", f"/orders/{number}", number=number)
+
+    def order(self, toy: str, quantity: int, key: str, replay: bool) -> int | None:
+        body = {"name": toy, "quantity": quantity}
+        for attempt in range(1, ORDER_ATTEMPTS + 1):
+            record = self.call(
+                "order", "POST", "/orders", json=body, key=key, toy=toy, quantity=quantity,
+                attempt=attempt, replay=replay,
+            )  # fmt: skip
+            if record["status"] == 200:
+                if not replay:
+                    self.acked.append((key, toy, quantity))
+                return record["number"]
+            if record["status"] not in (None, 503) or self.stop.is_set():
+                return None
+            time.sleep(RETRY_PAUSE)
+        return None
+
+    def call(self, op: str, method: str, path: str, json: Any = None, key: str | None = None,
+             **fields: Any) -> dict[str, Any]:  # fmt: skip
+        headers = {"Idempotency-Key": key} if key else {}
+        record: dict[str, Any] = {"shopper": self.number, "op": op, **fields}
+        if key:
+            record["key"] = key
+        record["start"] = self.history.now()
+        record["status"] = None
+        try:
+            reply = self.session.request(
+                method, self.url + path, json=json, headers=headers, timeout=self.timeout
+            )
+        except requests.Timeout:
+            record["error"] = "timeout"
+        except requests.ConnectionError:
+            record["error"] = "connection"
+        else:
+            record["status"] = reply.status_code
+            _read_reply(reply, op, record)
+        record["end"] = self.history.now()
+        self.history.record("request", **record)
+        return record
+
+
+def _read_reply(reply: requests.Response, op: str, record: dict[str, Any]) -> None:
+    try:
+        body = reply.json()
+    except ValueError:
+        record["error"] = "not json"
+        return
+    if reply.status_code != 200:
+        record["message"] = (body.get("error") or {}).get("message")
+        return
+    data = body.get("data") or {}
+    version = reply.headers.get(VERSION_HEADER)
+    if version is not None:
+        record["version"] = int(version)
+    if op == "read":
+        record["read_quantity"] = data.get("quantity")
+    elif op == "order":
+        record["number"] = data.get("order_number")
+    elif op == "lookup":
+        record["reply"] = [data.get("number"), data.get("name"), data.get("quantity")]
+
+
+def settle(cluster: Cluster, timeout: float = 60.0) -> None:
+    """Wait until a leader serves and every replica holds the same committed log.
+
+    Asking the front-end for an order is what makes it elect a leader after the last fault.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            lookup = requests.get(f"{cluster.frontend_url}/orders/0", timeout=10)
+        except requests.RequestException:
+            lookup = None
+        marks = set()
+        for url in cluster.replica_urls.values():
+            try:
+                data = requests.get(f"{url}/health", timeout=2).json()["data"]
+            except (requests.RequestException, ValueError, KeyError):
+                break
+            marks.add((data["commit_index"], data["last_index"]))
+        else:
+            if lookup is not None and lookup.status_code in (200, 404) and len(marks) == 1:
+                commit, last = marks.pop()
+                if commit == last:
+                    # The leader settles and reconciles purchases on a one-second beat.
+                    time.sleep(2.5)
+                    return
+        time.sleep(0.5)
+    raise TimeoutError("the replicas did not converge after the run")
+
+
+def run(
+    options: ChaosOptions,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, str] | None = None,
+) -> Report:
+    seed = options.seed if options.seed is not None else random.SystemRandom().randrange(2**32)
+    rng = random.Random(seed)
+    for path in (options.data_dir, options.log_dir):
+        shutil.rmtree(path, ignore_errors=True)
+    cluster = Cluster.create(
+        data_dir=options.data_dir,
+        log_dir=options.log_dir,
+        free_ports=True,
+        env=env,
+        overrides=overrides,
+    )
+    settings = cluster.settings
+    timeout = settings.order_deadline + TIMEOUT_MARGIN
+    history = History(options.history)
+    stop = threading.Event()
+    try:
+        cluster.start()
+        toys = [p["name"] for p in requests.get(f"{cluster.frontend_url}/products").json()["data"]]
+        history.record(
+            "meta", seed=seed, duration=options.duration, shoppers=options.shoppers,
+            request_timeout=timeout, order_deadline=settings.order_deadline,
+            replicas=sorted(cluster.replica_urls), data_dir=str(cluster.data_dir),
+            log_dir=str(cluster.log_dir), redis_url=cluster.redis_url,
+            cache_prefix=settings.cache_prefix,
+        )  # fmt: skip
+        shoppers = [
+            Shopper(i, cluster.frontend_url, toys, history, timeout, rng.randrange(2**32), stop)
+            for i in range(options.shoppers)
+        ]
+        for shopper in shoppers:
+            shopper.start()
+        injector = Injector(cluster, history, rng)
+        schedule = Schedule(
+            rng, (options.min_hold, options.max_hold), (options.min_gap, options.max_gap)
+        )
+        end = time.monotonic() + options.duration
+        time.sleep(min(options.min_gap, options.duration))
+        while time.monotonic() < end:
+            fault = injector.plan(schedule.next_kind())
+            injector.inject(fault)
+            time.sleep(schedule.hold_time())
+            injector.heal(fault)
+            time.sleep(max(0.0, min(schedule.gap_time(), end - time.monotonic())))
+        stop.set()
+        for shopper in shoppers:
+            shopper.join(timeout + 5)
+        history.record("note", t=history.now(), message="shoppers stopped; healing")
+        injector.heal_everything()
+        settle(cluster)
+        history.close()
+        return check(options.history, cluster.data_dir, redis_url=cluster.redis_url)
+    finally:
+        stop.set()
+        history.close()
+        cluster.stop()
