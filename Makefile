@@ -15,7 +15,7 @@ PYTHON ?= $(shell for p in python3.11 python3.12 python3.13 python3; do \
 comma  := ,
 EXTRAS := dev$(if $(shell command -v redis-server 2>/dev/null),,$(comma)embedded-redis)
 
-.PHONY: all install run test lint format clean distclean
+.PHONY: all install run test chaos lint format clean distclean
 
 all: test
 
@@ -33,6 +33,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests/
+
+# A five-minute chaos run: faults under eight shoppers, then the consistency checker.
+chaos: $(STAMP)
+	$(BIN)/toystore chaos
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -73,6 +73,37 @@ def cmd_gen_catalog(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_chaos(args: argparse.Namespace) -> int:
+    """Run faults under concurrent shoppers and check the history (or only check one)."""
+    from app.chaos.checker import check
+    from app.chaos.runner import ChaosOptions, run
+
+    if args.check_only:
+        report = check(args.history, args.data_dir, redis_url=args.redis_url)
+    else:
+        short = args.short
+        options = ChaosOptions(
+            duration=args.duration or (30.0 if short else 300.0),
+            shoppers=args.shoppers,
+            seed=args.seed,
+            min_gap=args.min_gap if args.min_gap is not None else (0.3 if short else 1.0),
+            max_gap=args.max_gap if args.max_gap is not None else (1.0 if short else 4.0),
+            min_hold=0.5,
+            max_hold=1.5 if short else 3.0,
+            data_dir=args.data_dir,
+            log_dir=args.data_dir.parent / "logs",
+            history=args.history,
+        )
+        try:
+            report = run(options)
+        except (ConfigError, ClusterError) as exc:
+            print(f"toystore: {exc}", file=sys.stderr)
+            return 2
+    print(report.render())
+    print(f"history: {args.history}")
+    return 0 if report.passed else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="toystore",
@@ -99,6 +130,29 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--count", type=_positive_int, required=True, help="number of toys")
     gen.add_argument("--out", type=Path, required=True, help="JSON file to write")
     gen.set_defaults(func=cmd_gen_catalog)
+
+    chaos = commands.add_parser(
+        "chaos", help="inject random faults under concurrent shoppers, then check consistency"
+    )
+    chaos.add_argument("--duration", type=float, default=None, help="seconds (default 300)")
+    chaos.add_argument("--shoppers", type=_positive_int, default=8, help="concurrent shoppers")
+    chaos.add_argument("--seed", type=int, default=None, help="seed of the fault schedule")
+    chaos.add_argument("--min-gap", type=float, default=None, help="least seconds between faults")
+    chaos.add_argument("--max-gap", type=float, default=None, help="most seconds between faults")
+    chaos.add_argument(
+        "--history", type=Path, default=Path("var/chaos/history.jsonl"), help="history file"
+    )
+    chaos.add_argument(
+        "--data-dir", type=Path, default=Path("var/chaos/data"), help="the run's databases"
+    )
+    chaos.add_argument("--short", action="store_true", help="a 30-second round")
+    chaos.add_argument(
+        "--check-only",
+        action="store_true",
+        help="only check an existing --history against --data-dir (and --redis-url's cache)",
+    )
+    chaos.add_argument("--redis-url", default=None, help="the run's Redis, for --check-only")
+    chaos.set_defaults(func=cmd_chaos)
 
     return parser
 
