@@ -7,14 +7,17 @@ by writing it and registering it in ``build_parser``.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from app.cluster import Cluster, ClusterError
-from app.common.config import ConfigError
+import requests
+
+from app.cluster import APP_MODULES, Cluster, ClusterError, _connect_host, gunicorn_argv
+from app.common.config import ConfigError, Settings
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
@@ -55,6 +58,56 @@ def cmd_up(args: argparse.Namespace) -> int:
         print("stopping", file=sys.stderr, flush=True)
         cluster.stop()
     return 0
+
+
+def service_port(kind: str, settings: Settings) -> int:
+    """The port an app service listens on: the one the other services are told to reach it at."""
+    if kind == "catalog":
+        return settings.catalog_port
+    if kind == "frontend":
+        return settings.frontend_port
+    if settings.replica_id not in settings.replicas:
+        raise ConfigError(
+            f"REPLICA_ID must be one of the ids in ORDER_REPLICAS {sorted(settings.replicas)}, "
+            f"got {settings.replica_id}"
+        )
+    return settings.replica_port(settings.replica_id)
+
+
+def serve_argv(kind: str, settings: Settings) -> list[str]:
+    """What ``toystore serve`` runs: the Gunicorn command line ``toystore up`` uses too."""
+    return gunicorn_argv(kind, settings, service_port(kind, settings))
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run one service in the foreground, as a container's main process.
+
+    Gunicorn replaces this process, so signals from ``docker stop`` reach its master directly.
+    """
+    try:
+        argv = serve_argv(args.service, Settings.from_env())
+    except ConfigError as exc:
+        print(f"toystore: {exc}", file=sys.stderr)
+        return 2
+    os.execv(argv[0], argv)
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    """Exit 0 if the service on this machine answers GET /health with 200 (for health checks)."""
+    try:
+        settings = Settings.from_env()
+        port = service_port(args.service, settings)
+    except ConfigError as exc:
+        print(f"toystore: {exc}", file=sys.stderr)
+        return 2
+    url = f"http://{_connect_host(settings.host)}:{port}/health"
+    try:
+        healthy = requests.get(url, timeout=args.timeout).status_code == 200
+    except requests.RequestException:
+        healthy = False
+    if not healthy:
+        print(f"toystore: {args.service} is not healthy at {url}", file=sys.stderr)
+    return 0 if healthy else 1
 
 
 def _positive_int(text: str) -> int:
@@ -125,6 +178,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="write one <service>.log per service here instead of to the terminal",
     )
     up.set_defaults(func=cmd_up)
+
+    serve = commands.add_parser(
+        "serve", help="run one service in the foreground (the containers' command)"
+    )
+    serve.add_argument("service", choices=tuple(APP_MODULES))
+    serve.set_defaults(func=cmd_serve)
+
+    health = commands.add_parser(
+        "health", help="exit 0 if a service on this machine answers its health check"
+    )
+    health.add_argument("service", choices=tuple(APP_MODULES))
+    health.add_argument("--timeout", type=float, default=2.0, help="seconds (default: 2)")
+    health.set_defaults(func=cmd_health)
 
     gen = commands.add_parser("gen-catalog", help="write a generated catalog of N toys")
     gen.add_argument("--count", type=_positive_int, required=True, help="number of toys")

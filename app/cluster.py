@@ -29,9 +29,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import IO
 
+import redis
 import requests
 
-import redis
 from app.common.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -133,6 +133,32 @@ def _gunicorn_flags() -> list[str]:
     # machine would fight over it, and nothing here uses it.
     major, minor = (int(part) for part in metadata.version("gunicorn").split(".")[:2])
     return ["--no-control-socket"] if (major, minor) >= (25, 1) else []
+
+
+def gunicorn_argv(
+    kind: str, settings: Settings, port: int, python: str = sys.executable
+) -> list[str]:
+    """The command line of an app service (``catalog``, ``replica`` or ``frontend``).
+
+    Both ``toystore up`` (through ``Cluster``) and ``toystore serve`` (the containers) run
+    services with this, so a service starts the same way on one machine and in compose.
+    """
+    if kind == "frontend":
+        workers, threads = settings.frontend_workers, settings.frontend_threads
+    else:
+        # The catalog and each replica own their SQLite writer and background threads, which
+        # must live in exactly one process.
+        workers, threads = 1, settings.service_threads
+    return [
+        python, "-m", "gunicorn", f"{APP_MODULES[kind]}:create_app()",
+        "--bind", f"{settings.host}:{port}",
+        "--worker-class", "gthread",
+        "--workers", str(workers),
+        "--threads", str(threads),
+        "--graceful-timeout", "3",
+        "--log-level", "warning",
+        *_gunicorn_flags(),
+    ]  # fmt: skip
 
 
 def _connect_host(host: str) -> str:
@@ -239,18 +265,6 @@ class Cluster:
             else "",
         }
 
-        def gunicorn(module: str, port: int, workers: int, threads: int) -> list[str]:
-            return [
-                python, "-m", "gunicorn", f"{module}:create_app()",
-                "--bind", f"{settings.host}:{port}",
-                "--worker-class", "gthread",
-                "--workers", str(workers),
-                "--threads", str(threads),
-                "--graceful-timeout", "3",
-                "--log-level", "warning",
-                *_gunicorn_flags(),
-            ]  # fmt: skip
-
         specs: dict[str, ServiceSpec] = {}
         for name in chosen:
             kind = service_kind(name)
@@ -263,26 +277,19 @@ class Cluster:
                 ]  # fmt: skip
                 specs[name] = ServiceSpec(name, argv, dict(shared), ports.redis, redis_url)
             elif kind == "catalog":
-                threads = settings.service_threads
-                argv = gunicorn(APP_MODULES["catalog"], ports.catalog, 1, threads)
+                argv = gunicorn_argv(kind, settings, ports.catalog, python)
                 specs[name] = ServiceSpec(
                     name, argv, dict(shared), ports.catalog, f"{catalog_url}/health"
                 )
             elif kind == "replica":
                 rid = int(name.split("-", 1)[1])
-                threads = settings.service_threads
-                argv = gunicorn(APP_MODULES["replica"], ports.replicas[rid], 1, threads)
+                argv = gunicorn_argv(kind, settings, ports.replicas[rid], python)
                 env_ = {**shared, "REPLICA_ID": str(rid)}
                 specs[name] = ServiceSpec(
                     name, argv, env_, ports.replicas[rid], f"{replica_urls[rid]}/health"
                 )
             else:
-                argv = gunicorn(
-                    APP_MODULES["frontend"],
-                    ports.frontend,
-                    settings.frontend_workers,
-                    settings.frontend_threads,
-                )
+                argv = gunicorn_argv(kind, settings, ports.frontend, python)
                 specs[name] = ServiceSpec(
                     name,
                     argv,

@@ -1,0 +1,359 @@
+"""docker-compose.yml and the Dockerfile agree with the code's configuration.
+
+Docker need not be installed: the files are read as YAML and text, and each service's
+environment goes through ``Settings.from_env`` exactly as it would inside its container.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from app.cluster import ALL_SERVICES, APP_MODULES, service_kind
+from app.common.config import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+
+APP_SERVICES = [name for name in ALL_SERVICES if name != "redis"]
+# The order `toystore up` starts them in; each tier needs the ones before it.
+TIERS = (
+    ["redis"],
+    ["catalog"],
+    [name for name in ALL_SERVICES if service_kind(name) == "replica"],
+    ["frontend"],
+)
+LOAD_PROFILE = "load"
+
+# ${NAME}, ${NAME:-default} and ${NAME-default}, as compose interpolates them.
+_VARIABLE = re.compile(r"\$\{(?P<name>\w+)(?::?-(?P<default>[^}]*))?\}")
+
+
+def _interpolate(value: Any) -> Any:
+    """The file as compose sees it with no variable set: every ${...} takes its default."""
+    if isinstance(value, dict):
+        return {key: _interpolate(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(item) for item in value]
+    if not isinstance(value, str):
+        return value
+
+    def default(match: re.Match[str]) -> str:
+        assert match["default"] is not None, f"${{{match['name']}}} has no default"
+        return match["default"]
+
+    return _VARIABLE.sub(default, value)
+
+
+@pytest.fixture(scope="module")
+def raw() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+@pytest.fixture(scope="module")
+def services(raw: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return _interpolate(raw)["services"]
+
+
+def _env(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment", {})
+    assert isinstance(env, dict), "environment must be a mapping"
+    # Compose passes numbers and booleans on in its own spelling; quoting keeps them exact.
+    for key, value in env.items():
+        assert isinstance(value, str), f"{key}: quote the value"
+    return env
+
+
+def _settings(service: dict[str, Any]) -> Settings:
+    return Settings.from_env(_env(service))
+
+
+def _setting_names() -> set[str]:
+    source = (ROOT / "app" / "common" / "config.py").read_text()
+    return set(re.findall(r'_(?:str|int|float|bool)\(env, "([A-Z_]+)"', source))
+
+
+def _default_services(services: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The services `docker compose up` starts without a --profile."""
+    return {name: service for name, service in services.items() if not service.get("profiles")}
+
+
+def _published(service: dict[str, Any]) -> list[tuple[str, int, int]]:
+    """(host address, host port, container port) of each short-syntax port mapping."""
+    mappings = []
+    for entry in service.get("ports", []):
+        assert isinstance(entry, str), "use the short syntax, HOST:CONTAINER"
+        parts = entry.split(":")
+        assert len(parts) in (2, 3), f"publish explicitly as [ADDRESS:]HOST:CONTAINER: {entry}"
+        address = parts[0] if len(parts) == 3 else ""
+        mappings.append((address, int(parts[-2]), int(parts[-1])))
+    return mappings
+
+
+def _named_volumes(service: dict[str, Any]) -> dict[str, str]:
+    """Target path of each named volume a service mounts."""
+    mounts = {}
+    for entry in service.get("volumes", []):
+        source, target = entry.split(":")[:2]
+        if not source.startswith((".", "/")):
+            mounts[source] = target
+    return mounts
+
+
+def _bind_mounts(service: dict[str, Any]) -> dict[str, str]:
+    """Host path (relative to the repository) to container path of each bind mount."""
+    mounts = {}
+    for entry in service.get("volumes", []):
+        source, target = entry.split(":")[:2]
+        if source.startswith((".", "/")):
+            mounts[source] = target
+    return mounts
+
+
+def test_every_service_is_there(services: dict[str, dict[str, Any]]) -> None:
+    assert set(_default_services(services)) == set(ALL_SERVICES)
+    assert services["locust"]["profiles"] == [LOAD_PROFILE]
+
+
+def test_app_services_run_toystore_serve(services: dict[str, dict[str, Any]]) -> None:
+    for name in APP_SERVICES:
+        kind = service_kind(name)
+        assert kind in APP_MODULES
+        assert services[name]["command"] == ["toystore", "serve", kind], name
+        assert services[name]["build"]["target"] == "app", name
+
+
+def test_only_the_frontend_is_published(services: dict[str, dict[str, Any]]) -> None:
+    published = {
+        name: _published(service)
+        for name, service in _default_services(services).items()
+        if service.get("ports")
+    }
+    port = _settings(services["frontend"]).frontend_port
+    assert published == {"frontend": [("", port, port)]}
+    # Nothing else is to reach the internal services: they are neither published nor exposed.
+    for name, service in services.items():
+        assert "expose" not in service, name
+
+
+def test_locust_ui_is_on_loopback_only(services: dict[str, dict[str, Any]]) -> None:
+    assert [address for address, _, _ in _published(services["locust"])] == ["127.0.0.1"]
+
+
+def test_environment_names_only_known_settings(services: dict[str, dict[str, Any]]) -> None:
+    known = _setting_names()
+    for name in APP_SERVICES:
+        unknown = set(_env(services[name])) - known
+        assert not unknown, f"{name}: not settings of app/common/config.py: {sorted(unknown)}"
+
+
+def test_every_app_service_finds_the_others(services: dict[str, dict[str, Any]]) -> None:
+    settings = {name: _settings(services[name]) for name in APP_SERVICES}
+    catalog = settings["catalog"]
+    redis_port = int(_flag(services["redis"]["command"], "--port"))
+    for name, own in settings.items():
+        assert own.host == "0.0.0.0", f"{name} must listen beyond its container"
+        assert own.catalog_url == f"http://catalog:{catalog.catalog_port}", name
+        assert own.redis_url == f"redis://redis:{redis_port}/0", name
+        assert own.replicas == {
+            rid: f"http://{replica}:{settings[replica].replica_port(rid)}"
+            for replica in APP_SERVICES
+            if (rid := settings[replica].replica_id)
+        }, name
+        assert own.quorum_size == 2, name
+    assert sorted(own.replica_id for own in settings.values()) == [0, 0, 1, 2, 3]
+    for name in APP_SERVICES:
+        if service_kind(name) == "replica":
+            assert f"replica-{settings[name].replica_id}" == name
+
+
+def test_the_defaults_are_the_ports_of_the_readme(services: dict[str, dict[str, Any]]) -> None:
+    defaults = Settings()
+    frontend = _settings(services["frontend"])
+    assert frontend.frontend_port == defaults.frontend_port == 8000
+    assert _settings(services["catalog"]).catalog_port == defaults.catalog_port
+    assert {rid: frontend.replica_port(rid) for rid in frontend.replicas} == {
+        rid: defaults.replica_port(rid) for rid in defaults.replicas
+    }
+
+
+def test_environment_can_be_tuned_from_the_shell(raw: dict[str, Any]) -> None:
+    env = raw["services"]["replica-1"]["environment"]
+    assert env["ORDER_WRITE_QUORUM"] == "${ORDER_WRITE_QUORUM:-majority}"
+    tuned = Settings.from_env({**_interpolate(env), "ORDER_WRITE_QUORUM": "1"})
+    assert tuned.quorum_size == 1
+
+
+def test_stateful_services_keep_their_data_in_volumes(
+    raw: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    owners: dict[str, str] = {}
+    for name in APP_SERVICES:
+        volumes = _named_volumes(services[name])
+        if name == "frontend":
+            assert volumes == {}, "the front-end keeps no state"
+            continue
+        data_dir = str(_settings(services[name]).data_dir)
+        assert list(volumes.values()) == [data_dir], name
+        (volume,) = volumes
+        assert volume not in owners, f"{name} and {owners.get(volume)} share {volume}"
+        owners[volume] = name
+    assert set(raw["volumes"]) == set(owners)
+
+
+def _flag(argv: list[str], flag: str) -> str:
+    return argv[argv.index(flag) + 1]
+
+
+def _redis_conf(key: str) -> str:
+    for line in (ROOT / "redis" / "redis.conf").read_text().splitlines():
+        parts = line.split(None, 1)
+        if len(parts) == 2 and parts[0].lower() == key:
+            return parts[1].strip()
+    raise KeyError(key)
+
+
+def test_redis_runs_the_project_config(services: dict[str, dict[str, Any]]) -> None:
+    redis = services["redis"]
+    assert redis["image"].startswith("redis:"), "the official image"
+    command = redis["command"]
+    assert command[0] == "redis-server"
+    mounts = _bind_mounts(redis)
+    assert mounts == {"./redis/redis.conf": command[1]}
+    assert _redis_conf("maxmemory-policy") == "allkeys-lru"
+    assert _redis_conf("save") == '""'
+    assert _flag(command, "--bind") == "0.0.0.0"
+
+
+def test_bind_mounts_exist(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in _default_services(services).items():
+        for source in _bind_mounts(service):
+            assert (ROOT / source).exists(), f"{name} mounts {source}, which is not in the tree"
+
+
+def test_locust_runs_the_mounted_locustfile(services: dict[str, dict[str, Any]]) -> None:
+    locust = services["locust"]
+    command = locust["command"]
+    assert command[0] == "locust"
+    assert _bind_mounts(locust) == {"./locustfile.py": _flag(command, "-f")}
+    frontend = _settings(services["frontend"])
+    assert _flag(command, "--host") == f"http://frontend:{frontend.frontend_port}"
+    assert locust["build"]["target"] == LOAD_PROFILE
+
+
+def test_every_default_service_has_a_health_check(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in _default_services(services).items():
+        test = service["healthcheck"]["test"]
+        assert test[0] == "CMD", name
+        if name != "redis":
+            assert test[1:] == ["toystore", "health", service_kind(name)], name
+
+
+def test_services_start_in_the_order_toystore_up_uses(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    started: list[str] = []
+    for tier in TIERS:
+        for name in tier:
+            depends = services[name].get("depends_on", {})
+            assert set(depends) == set(started), name
+            assert all(item["condition"] == "service_healthy" for item in depends.values())
+        started.extend(tier)
+
+
+# The Dockerfile.
+
+
+def _instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of each Dockerfile line, continuation lines joined."""
+    joined = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    instructions = []
+    for line in joined.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            instructions.append((word.upper(), rest.strip()))
+    return instructions
+
+
+def _stages() -> dict[str, list[tuple[str, str]]]:
+    """The instructions of each named stage, in order."""
+    stages: dict[str, list[tuple[str, str]]] = {}
+    current: list[tuple[str, str]] = []
+    for word, rest in _instructions():
+        if word == "FROM":
+            image, _, name = rest.partition(" AS ")
+            current = [(word, image.strip())]
+            stages[name.strip()] = current
+        else:
+            current.append((word, rest))
+    return stages
+
+
+def _dockerignored(path: str) -> bool:
+    """Whether .dockerignore keeps ``path`` out of the build context (last match wins)."""
+    ignored = False
+    for line in (ROOT / ".dockerignore").read_text().splitlines():
+        pattern = line.strip()
+        if not pattern or pattern.startswith("#"):
+            continue
+        negated = pattern.startswith("!")
+        pattern = pattern.lstrip("!").rstrip("/")
+        if fnmatch.fnmatch(path, pattern) or fnmatch.fnmatch(path, pattern.removeprefix("**/")):
+            ignored = not negated
+    return ignored
+
+
+def test_image_is_python_slim_and_the_default_stage_is_the_app() -> None:
+    stages = _stages()
+    assert list(stages.values())[0][0] == ("FROM", "python:3.11-slim")
+    assert list(stages)[-1] == "app", "`docker build .` must give the app image"
+
+
+def test_compose_builds_stages_that_exist(services: dict[str, dict[str, Any]]) -> None:
+    targets = {service["build"]["target"] for service in services.values() if "build" in service}
+    assert targets <= set(_stages())
+
+
+def test_image_runs_as_a_user_and_keeps_data_in_a_volume(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    instructions = _instructions()
+    users = [rest for word, rest in instructions if word == "USER"]
+    assert users and users[-1] not in ("root", "0")
+    volumes = [rest for word, rest in instructions if word == "VOLUME"]
+    assert volumes == [str(_settings(services["catalog"]).data_dir)]
+
+
+def test_image_has_a_health_check_and_serves() -> None:
+    app = dict(_stages()["app"])
+    assert "toystore" in app["HEALTHCHECK"] and "health" in app["HEALTHCHECK"]
+    assert app["CMD"].startswith('["toystore", "serve"')
+
+
+def test_image_installs_the_project_without_dev_extras() -> None:
+    runs = " ".join(rest for word, rest in _instructions() if word == "RUN")
+    assert "pip install" in runs
+    assert "[dev" not in runs
+
+
+def test_files_the_dockerfile_copies_are_in_the_build_context() -> None:
+    copies = [rest for word, rest in _instructions() if word == "COPY"]
+    assert copies
+    for arguments in copies:
+        sources = [word for word in shlex.split(arguments)[:-1] if not word.startswith("--")]
+        for source in sources:
+            assert (ROOT / source).exists(), source
+            assert not _dockerignored(source.rstrip("/")), f"{source} is in .dockerignore"
+
+
+def test_build_context_leaves_out_local_state() -> None:
+    for path in (".venv", ".git", "var", "tests", "app/__pycache__"):
+        assert _dockerignored(path), path
