@@ -97,24 +97,22 @@ def _published(service: dict[str, Any]) -> list[tuple[str, int, int]]:
     return mappings
 
 
-def _named_volumes(service: dict[str, Any]) -> dict[str, str]:
-    """Target path of each named volume a service mounts."""
+def _mounts(service: dict[str, Any], *, bind: bool) -> dict[str, str]:
+    """Source to container path of each bind mount (a host path), or else of each named volume."""
     mounts = {}
     for entry in service.get("volumes", []):
         source, target = entry.split(":")[:2]
-        if not source.startswith((".", "/")):
+        if source.startswith((".", "/")) == bind:
             mounts[source] = target
     return mounts
+
+
+def _named_volumes(service: dict[str, Any]) -> dict[str, str]:
+    return _mounts(service, bind=False)
 
 
 def _bind_mounts(service: dict[str, Any]) -> dict[str, str]:
-    """Host path (relative to the repository) to container path of each bind mount."""
-    mounts = {}
-    for entry in service.get("volumes", []):
-        source, target = entry.split(":")[:2]
-        if source.startswith((".", "/")):
-            mounts[source] = target
-    return mounts
+    return _mounts(service, bind=True)
 
 
 def test_every_service_is_there(services: dict[str, dict[str, Any]]) -> None:
