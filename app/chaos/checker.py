@@ -125,8 +125,16 @@ def _check_replicas(
     data_dir: Path, replica_ids: list[int], report: Report
 ) -> dict[int, tuple[str, int, str]]:
     """Committed orders identical on every replica, numbered 0.. with no gap, one per key."""
-    orders = {rid: read_orders(data_dir / f"orders-{rid}.sqlite3") for rid in replica_ids}
-    first_id = replica_ids[0]
+    orders = {}
+    for rid in replica_ids:
+        path = data_dir / f"orders-{rid}.sqlite3"
+        if path.exists():
+            orders[rid] = read_orders(path)
+        else:
+            report.violate("replicas identical", f"replica {rid} has no database at {path}")
+    if not orders:
+        return {}
+    first_id = min(orders)
     first = orders[first_id]
     for rid, rows in orders.items():
         if rows != first:
