@@ -16,8 +16,10 @@ from pathlib import Path
 
 import requests
 
+from app.client import cli as client_cli
 from app.cluster import APP_MODULES, Cluster, ClusterError, _connect_host, gunicorn_argv
 from app.common.config import ConfigError, Settings
+from app.eval import cli as eval_cli
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
@@ -31,8 +33,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     except (ConfigError, ClusterError) as exc:
         print(f"toystore: {exc}", file=sys.stderr)
         return 2
-    # SIGTERM (from a process manager, or `kill`) takes the same clean path as Ctrl-C.
+    # SIGTERM (from a process manager, or `kill`) takes the same clean path as Ctrl-C. SIGINT is
+    # set explicitly because a shell starts background jobs with it ignored.
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, _raise_interrupt)
     reported: set[str] = set()
     try:
         cluster.start()
@@ -196,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--count", type=_positive_int, required=True, help="number of toys")
     gen.add_argument("--out", type=Path, required=True, help="JSON file to write")
     gen.set_defaults(func=cmd_gen_catalog)
+
+    client_cli.register(commands)
+    eval_cli.register(commands)
 
     chaos = commands.add_parser(
         "chaos", help="inject random faults under concurrent shoppers, then check consistency"

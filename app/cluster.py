@@ -45,7 +45,9 @@ def replica_name(replica_id: int) -> str:
     return f"replica-{replica_id}"
 
 
-ALL_SERVICES = ("redis", "catalog", *(replica_name(i) for i in REPLICA_IDS), "frontend")
+# Start order; services in one tier start together. Each tier needs the ones before it.
+TIERS = (("redis",), ("catalog",), tuple(replica_name(i) for i in REPLICA_IDS), ("frontend",))
+ALL_SERVICES = tuple(name for tier in TIERS for name in tier)
 
 
 class ClusterError(RuntimeError):
@@ -163,6 +165,21 @@ def gunicorn_argv(
 
 def _connect_host(host: str) -> str:
     return "127.0.0.1" if host in ("", "0.0.0.0") else host
+
+
+def port_listening(port: int) -> bool:
+    """Whether any TCP socket on this machine listens on ``port`` (Linux; elsewhere False)."""
+    for table in (Path("/proc/net/tcp"), Path("/proc/net/tcp6")):
+        try:
+            lines = table.read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            # fields[1] is "ADDR:PORT" in hex; state 0A is LISTEN.
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                return True
+    return False
 
 
 def group_members(pgid: int) -> list[int]:
@@ -335,14 +352,10 @@ class Cluster:
     # Lifecycle.
 
     def start(self, names: Iterable[str] | None = None, timeout: float = 30.0) -> None:
-        """Start services (default: all planned ones) in order, each tier healthy before the next.
-
-        Tiers: Redis, then the catalog, then the replicas together, then the front-end.
-        """
+        """Start services (default: all planned ones), each tier healthy before the next."""
         wanted = set(self.services if names is None else names)
-        tiers = [["redis"], ["catalog"], [replica_name(i) for i in REPLICA_IDS], ["frontend"]]
         try:
-            for tier in tiers:
+            for tier in TIERS:
                 members = [name for name in tier if name in wanted and name in self.specs]
                 for name in members:
                     self._spawn(name)
@@ -364,15 +377,22 @@ class Cluster:
         self.start_one(name, timeout)
 
     def kill(self, name: str, sig: int = signal.SIGKILL, timeout: float = 10.0) -> None:
-        """Send ``sig`` to every process of the service; for SIGKILL, wait until all are gone."""
+        """Send ``sig`` to every process of the service.
+
+        For SIGKILL, return once all of them are gone and the port is free, or raise
+        ClusterError if that takes longer than ``timeout``.
+        """
         running = self._running.get(name)
         if running is None:
             return
         pgid = running.proc.pid
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, sig)
-        if sig == signal.SIGKILL:
-            self._reap(name, timeout)
+        if sig == signal.SIGKILL and not self._reap(name, timeout):
+            raise ClusterError(
+                f"{name}: processes {group_members(pgid)} or a listener on port "
+                f"{self.specs[name].port} outlived SIGKILL by {timeout:.0f}s"
+            )
 
     def stop_one(self, name: str, grace: float = 5.0) -> None:
         """SIGTERM the service's process group; SIGKILL whatever is left after ``grace``."""
@@ -387,17 +407,29 @@ class Cluster:
         self.kill(name, signal.SIGKILL)
 
     def stop(self, grace: float = 5.0) -> None:
-        """Stop every running service, front-end first (the reverse of the start order)."""
-        names = [name for name in reversed(ALL_SERVICES) if name in self._running]
-        for name in names:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self._running[name].proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        for name in names:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self._running[name].proc.wait(max(0.0, deadline - time.monotonic()))
-        for name in names:
-            self.kill(name, signal.SIGKILL)
+        """Stop every running service, tier by tier in the reverse of the start order.
+
+        Callers go before what they call, so nothing logs errors about a dependency that
+        vanished under it during a clean shutdown. Raises ClusterError after trying them all
+        if some process would not die.
+        """
+        failed: list[ClusterError] = []
+        for tier in reversed(TIERS):
+            names = [name for name in tier if name in self._running]
+            for name in names:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self._running[name].proc.pid, signal.SIGTERM)
+            deadline = time.monotonic() + grace
+            for name in names:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self._running[name].proc.wait(max(0.0, deadline - time.monotonic()))
+            for name in names:
+                try:
+                    self.kill(name, signal.SIGKILL)
+                except ClusterError as exc:
+                    failed.append(exc)
+        if failed:
+            raise failed[0]
 
     def __enter__(self) -> Cluster:
         return self
@@ -488,21 +520,31 @@ class Cluster:
             raise ClusterError(f"cannot start {name}: {exc}") from exc
         self._running[name] = _Running(proc, log)
 
-    def _reap(self, name: str, timeout: float) -> None:
-        """Wait for the main process and any orphaned workers of its group, then forget it."""
+    def _reap(self, name: str, timeout: float) -> bool:
+        """Wait until the service's processes are gone and its port is released.
+
+        Forgets the service once its main process has exited; returns False if something
+        (a worker, or the listening socket) outlived ``timeout``.
+        """
         running = self._running.get(name)
         if running is None:
-            return
+            return True
         deadline = time.monotonic() + timeout
         try:
             running.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            return
-        while group_members(running.proc.pid) and time.monotonic() < deadline:
-            time.sleep(0.02)
+            return False
         if running.log is not None:
             running.log.close()
         del self._running[name]
+        # The kernel may close a dead process's listening socket a little later (deferred
+        # close); wait for it, so that a caller who killed a service finds its port free.
+        port = self.specs[name].port
+        while group_members(running.proc.pid) or port_listening(port):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
 
     def _tail_note(self, name: str) -> str:
         tail = self.log_tail(name)

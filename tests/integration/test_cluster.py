@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import socket
 import time
 import uuid
 
 import pytest
+import redis
 import requests
 
-import redis
-from app.cluster import ALL_SERVICES, REDIS_CONF, Cluster, group_members
+from app.cluster import ALL_SERVICES, REDIS_CONF, Cluster, group_members, port_listening
 from tests.conftest import ClusterFactory, available_services
 
 _UNITS = {"": 1, "k": 1000, "kb": 1024, "m": 1000**2, "mb": 1024**2, "g": 1000**3, "gb": 1024**3}
@@ -27,21 +26,6 @@ def _redis_conf(key: str) -> str:
 def _redis_bytes(text: str) -> int:
     number = text.rstrip("kmgbKMGB")
     return int(number) * _UNITS[text[len(number) :].lower()]
-
-
-def _port_free(port: int) -> bool:
-    """Whether a new server could listen on ``port`` now, as a restarted service must.
-
-    A connect() probe is misleading here: with the dead server's closing connections still on
-    the port, Linux may pick that same port as the probe's source and connect it to itself.
-    """
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 def _require(*names: str) -> None:
@@ -84,11 +68,11 @@ def test_sigkill_leaves_nothing_behind_and_restart_recovers(
     if name != "redis":
         assert len(before) >= 2, "expected Gunicorn's master and at least one worker"
 
-    assert not _port_free(port)
+    assert port_listening(port)
     cluster.kill(name)
 
     assert group_members(group) == []
-    assert _port_free(port)
+    assert not port_listening(port)
     assert not cluster.is_running(name)
 
     cluster.restart(name)
