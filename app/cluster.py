@@ -138,12 +138,18 @@ def _gunicorn_flags() -> list[str]:
 
 
 def gunicorn_argv(
-    kind: str, settings: Settings, port: int, python: str = sys.executable
+    kind: str,
+    settings: Settings,
+    port: int,
+    python: str = sys.executable,
+    app_module: str | None = None,
 ) -> list[str]:
     """The command line of an app service (``catalog``, ``replica`` or ``frontend``).
 
     Both ``toystore up`` (through ``Cluster``) and ``toystore serve`` (the containers) run
     services with this, so a service starts the same way on one machine and in compose.
+    ``app_module`` runs another app with that kind's process settings (the benchmark's
+    ceiling app runs with the front-end's).
     """
     if kind == "frontend":
         workers, threads = settings.frontend_workers, settings.frontend_threads
@@ -152,7 +158,7 @@ def gunicorn_argv(
         # must live in exactly one process.
         workers, threads = 1, settings.service_threads
     return [
-        python, "-m", "gunicorn", f"{APP_MODULES[kind]}:create_app()",
+        python, "-m", "gunicorn", f"{app_module or APP_MODULES[kind]}:create_app()",
         "--bind", f"{settings.host}:{port}",
         "--worker-class", "gthread",
         "--workers", str(workers),
