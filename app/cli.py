@@ -16,10 +16,8 @@ from pathlib import Path
 
 import requests
 
-from app.client import cli as client_cli
 from app.cluster import APP_MODULES, Cluster, ClusterError, _connect_host, gunicorn_argv
 from app.common.config import ConfigError, Settings
-from app.eval import cli as eval_cli
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
@@ -200,9 +198,6 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--count", type=_positive_int, required=True, help="number of toys")
     gen.add_argument("--out", type=Path, required=True, help="JSON file to write")
     gen.set_defaults(func=cmd_gen_catalog)
-
-    client_cli.register(commands)
-    eval_cli.register(commands)
 
     chaos = commands.add_parser(
         "chaos", help="inject random faults under concurrent shoppers, then check consistency"
