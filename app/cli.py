@@ -16,6 +16,7 @@ from pathlib import Path
 
 import requests
 
+from app.bench import run as bench
 from app.cluster import APP_MODULES, Cluster, ClusterError, _connect_host, gunicorn_argv
 from app.common.config import ConfigError, Settings
 
@@ -198,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--count", type=_positive_int, required=True, help="number of toys")
     gen.add_argument("--out", type=Path, required=True, help="JSON file to write")
     gen.set_defaults(func=cmd_gen_catalog)
+
+    bench.register(commands)
 
     chaos = commands.add_parser(
         "chaos", help="inject random faults under concurrent shoppers, then check consistency"

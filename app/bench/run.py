@@ -1,0 +1,196 @@
+"""``toystore bench``: every measurement in one run, ratios against baselines from that run,
+results as JSON and as a markdown table in docs/performance.md."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from app.bench import scenarios
+
+ROOT = Path(__file__).resolve().parents[2]
+RESULTS_START = "<!-- bench results start -->"
+RESULTS_END = "<!-- bench results end -->"
+
+
+def _log(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def measure(seconds: float, quick: bool) -> dict:
+    work = scenarios.scratch_dir()
+    results: dict = {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "cores": os.cpu_count(),
+        "seconds_per_point": seconds,
+        "users": scenarios.USERS,
+    }
+    _log("ceiling: minimal Flask app, one Redis GET per request")
+    results["ceiling"] = scenarios.ceiling(work, seconds).summary()
+    _log("cached product queries")
+    with scenarios.store(work, "cache-on") as cluster:
+        results["cached_query"] = scenarios.query_load(cluster.frontend_url, seconds).summary()
+    _log("product queries with CACHE_ENABLED=0")
+    with scenarios.store(work, "cache-off", CACHE_ENABLED="0") as cluster:
+        results["uncached_query"] = scenarios.query_load(cluster.frontend_url, seconds).summary()
+    users = [1, 4, 16] if quick else [1, 4, 16, 64]
+    _log(f"orders at {users} concurrent users")
+    results["orders"] = {
+        str(n): r.summary() for n, r in scenarios.orders(work, seconds, users).items()
+    }
+    _log("invalidation lag")
+    lags = sorted(scenarios.invalidation_lag(work, samples=50 if quick else 200))
+    results["invalidation_lag_ms"] = {
+        "samples": len(lags),
+        "p50": round(statistics.median(lags), 2),
+        "p99": round(lags[min(len(lags) - 1, int(0.99 * len(lags)))], 2),
+        "max": round(lags[-1], 2),
+    }
+    _log("failover pause: SIGKILL of the leader under 16 ordering users")
+    results["failover"] = scenarios.failover_pause(work)
+    workers = [1, 2] if quick else [1, 2, 4]
+    _log(f"cached-query scaling with {workers} front-end workers")
+    results["worker_scaling"] = {
+        str(n): r.summary() for n, r in scenarios.worker_scaling(work, seconds, workers).items()
+    }
+    sizes = ["2mb", "8mb"] if quick else ["1mb", "2mb", "4mb", "16mb"]
+    _log(f"Zipf hit ratio, 10,000 toys, maxmemory {sizes}")
+    results["zipf_hit_ratio"] = scenarios.zipf_hit_ratio(
+        work, sizes, requests_per_point=5000 if quick else 20000
+    )
+    results["targets"] = targets(results)
+    return results
+
+
+def targets(r: dict) -> list[dict]:
+    cached, ceiling, uncached = r["cached_query"], r["ceiling"], r["uncached_query"]
+    orders16 = r["orders"][str(scenarios.USERS)]
+    lag, failover = r["invalidation_lag_ms"], r["failover"]
+
+    def row(name: str, value: float, goal: str, met: bool) -> dict:
+        return {"target": name, "measured": value, "goal": goal, "met": met}
+
+    vs_ceiling = cached["throughput_rps"] / ceiling["throughput_rps"]
+    vs_uncached = cached["throughput_rps"] / uncached["throughput_rps"]
+    return [
+        row(
+            "cached query / ceiling throughput", round(vs_ceiling, 2), ">= 0.85", vs_ceiling >= 0.85
+        ),
+        row("cached query p99 (ms)", cached["p99_ms"], "<= 15", cached["p99_ms"] <= 15),
+        row("cached / cache-off throughput", round(vs_uncached, 2), ">= 1.5", vs_uncached >= 1.5),
+        row(
+            "orders per second (16 users)",
+            orders16["throughput_rps"],
+            ">= 300",
+            orders16["throughput_rps"] >= 300,
+        ),
+        row("order p50 (ms, 16 users)", orders16["p50_ms"], "<= 20", orders16["p50_ms"] <= 20),
+        row("invalidation lag p99 (ms)", lag["p99"], "<= 10", lag["p99"] <= 10),
+        row(
+            "failover pause (ms)",
+            failover["max_order_ms"],
+            "<= 1500",
+            failover["max_order_ms"] <= 1500,
+        ),
+        row(
+            "client errors during failover",
+            failover["client_errors"],
+            "0",
+            failover["client_errors"] == 0,
+        ),
+    ]
+
+
+def _load_table(title: str, rows: dict[str, dict], key: str) -> list[str]:
+    lines = [
+        f"**{title}**",
+        "",
+        f"| {key} | req/s | p50 ms | p99 ms | max ms | non-2xx | errors |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for label, s in rows.items():
+        lines.append(
+            f"| {label} | {s['throughput_rps']} | {s['p50_ms']} | {s['p99_ms']} | {s['max_ms']} "
+            f"| {s['non_2xx']} | {s['errors']} |"
+        )
+    return lines + [""]
+
+
+def markdown(r: dict) -> str:
+    lines = [
+        f"Latest run: {r['date']}, {r['cores']} cores, {r['seconds_per_point']} s per point, "
+        f"{r['users']} concurrent users unless stated.",
+        "",
+        "| target | measured | goal | met |",
+        "| --- | --- | --- | --- |",
+    ]
+    for t in r["targets"]:
+        lines.append(
+            f"| {t['target']} | {t['measured']} | {t['goal']} | {'yes' if t['met'] else 'no'} |"
+        )
+    lines.append("")
+    lines += _load_table(
+        "Product queries",
+        {
+            "ceiling (Flask + one Redis GET)": r["ceiling"],
+            "front-end, cached": r["cached_query"],
+            "front-end, CACHE_ENABLED=0": r["uncached_query"],
+        },
+        "what",
+    )
+    lines += _load_table("Orders (majority commit)", r["orders"], "users")
+    lines += _load_table("Cached queries by front-end workers", r["worker_scaling"], "workers")
+    lag = r["invalidation_lag_ms"]
+    lines += [
+        f"**Invalidation lag** (purchase sent to the catalog → cache entry deleted, "
+        f"{lag['samples']} samples): p50 {lag['p50']} ms, p99 {lag['p99']} ms, "
+        f"max {lag['max']} ms.",
+        "",
+        f"**Failover**: leader SIGKILLed under {r['users']} ordering users: longest order "
+        f"{r['failover']['max_order_ms']} ms, {r['failover']['orders']} orders, "
+        f"{r['failover']['client_errors']} client-visible errors.",
+        "",
+        "**Zipf(1.1) hit ratio, 10,000 toys**: "
+        + ", ".join(f"maxmemory {m}: {ratio}" for m, ratio in r["zipf_hit_ratio"].items()),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write(results: dict, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "bench" / "results.json").parent.mkdir(exist_ok=True)
+    (out_dir / "bench" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    doc = out_dir / "performance.md"
+    text = doc.read_text() if doc.exists() else f"# Performance\n\n{RESULTS_START}\n{RESULTS_END}\n"
+    head, _, rest = text.partition(RESULTS_START)
+    _, _, tail = rest.partition(RESULTS_END)
+    doc.write_text(f"{head}{RESULTS_START}\n{markdown(results)}\n{RESULTS_END}{tail}")
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "bench",
+        help="measure throughput and latency against baselines from the same run",
+        description="Starts what it measures on free ports: a minimal Flask+Redis ceiling, "
+        "the store with and without its cache, orders at several concurrencies, invalidation "
+        "lag, a leader failover, front-end worker scaling and a Zipf cache hit ratio. Writes "
+        "docs/performance.md and docs/bench/results.json.",
+    )
+    parser.add_argument("--seconds", type=float, default=5.0, help="load time per point")
+    parser.add_argument("--quick", action="store_true", help="fewer points (a smoke run)")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs", help="where results go")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    results = measure(args.seconds, args.quick)
+    write(results, args.out)
+    for t in results["targets"]:
+        _log(f"{'met ' if t['met'] else 'MISS'} {t['target']}: {t['measured']} (goal {t['goal']})")
+    return 0

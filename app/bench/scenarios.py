@@ -1,0 +1,208 @@
+"""The measurements of ``toystore bench``. Each starts what it measures on free ports, measures
+it with the asyncio load generator, and stops it, so every number comes from the same run."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import random
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import redis
+import requests
+
+from app.bench.loadgen import LoadResult, run_load
+from app.catalog.catalog_data import write_catalog
+from app.cluster import Cluster, gunicorn_argv
+
+USERS = 16  # the concurrency the targets are stated at
+
+
+@contextlib.contextmanager
+def store(workdir: Path, name: str, **env: str) -> Iterator[Cluster]:
+    where = workdir / name
+    cluster = Cluster.create(
+        data_dir=where / "data", log_dir=where / "logs", free_ports=True, overrides=env
+    )
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def _wait_ok(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(requests.RequestException):
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} did not answer within {timeout:.0f}s")
+        time.sleep(0.1)
+
+
+def _warm_orders(url: str, toys: list[str]) -> None:
+    session = requests.Session()
+    for toy in toys[:4]:
+        session.post(f"{url}/orders", json={"name": toy, "quantity": 1}, timeout=10)
+
+
+def query_load(url: str, seconds: float, users: int = USERS, toy: str = "Tux") -> LoadResult:
+    requests.get(f"{url}/products/{toy}", timeout=5)  # fill the cache entry
+    path = f"/products/{toy}"
+    return run_load(url, lambda _: ("GET", path, None, None), users, seconds)
+
+
+def ceiling(workdir: Path, seconds: float) -> LoadResult:
+    """A minimal Flask app on the front-end's Gunicorn settings answering with one Redis GET."""
+    with store(workdir, "ceiling", FRONTEND_WORKERS="4") as cluster:
+        # Reuse this cluster's Redis; stop the front-end so the two never share the CPU.
+        cluster.stop_one("frontend")
+        settings = cluster.settings
+        port = cluster.ports.frontend
+        argv = gunicorn_argv("frontend", settings, port, app_module="app.bench.ceiling")
+        env = {**cluster.specs["frontend"].env, "REDIS_URL": cluster.redis_url}
+        proc = subprocess.Popen(argv, env=env, start_new_session=True, stderr=subprocess.DEVNULL)
+        try:
+            _wait_ok(f"{cluster.frontend_url}/products/Tux")
+            return query_load(cluster.frontend_url, seconds)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=10)
+
+
+def order_factory(toys: list[str]):
+    counter = itertools.count()
+
+    def factory(_: int):
+        toy = toys[next(counter) % len(toys)]
+        return "POST", "/orders", {"name": toy, "quantity": 1}, None
+
+    return factory
+
+
+def big_catalog(workdir: Path, count: int) -> tuple[Path, list[str]]:
+    path = workdir / f"catalog-{count}.json"
+    write_catalog(path, count)
+    names = [toy["name"] for toy in json.loads(path.read_text())]
+    return path, names
+
+
+def orders(workdir: Path, seconds: float, users_list: list[int]) -> dict[int, LoadResult]:
+    """Order throughput and latency at several concurrencies, every order majority-committed."""
+    catalog, names = big_catalog(workdir, 2000)
+    results = {}
+    with store(workdir, "orders", CATALOG_DATA=str(catalog), RESTOCK_INTERVAL="1") as cluster:
+        _warm_orders(cluster.frontend_url, names)
+        for users in users_list:
+            results[users] = run_load(cluster.frontend_url, order_factory(names), users, seconds)
+    return results
+
+
+def invalidation_lag(workdir: Path, samples: int = 200) -> list[float]:
+    """Milliseconds from sending a purchase to the catalog to the cache entry being deleted.
+
+    Redis keyspace notifications tell when the entry goes; the clock starts before the
+    purchase request is sent, so this is an upper bound on the commit-to-gone time.
+    """
+    lags = []
+    with store(workdir, "lag", RESTOCK_INTERVAL="1") as cluster:
+        client = redis.Redis.from_url(cluster.redis_url)
+        client.config_set("notify-keyspace-events", "Kg")
+        session = requests.Session()
+        toys = ["Tux", "Whale", "Fox", "Python", "Lego", "Frisbee"]
+        for i in range(samples):
+            toy = toys[i % len(toys)]
+            key = f"toystore:product:{toy}"
+            while not client.exists(key):
+                session.get(f"{cluster.frontend_url}/products/{toy}", timeout=5)
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            pubsub.subscribe(f"__keyspace@0__:{key}")
+            pubsub.get_message(timeout=1)
+            body = {"key": uuid.uuid4().hex, "name": toy, "quantity": 1, "term": 0}
+            started = time.perf_counter()
+            session.post(f"{cluster.catalog_url}/purchases", json=body, timeout=5)
+            while (message := pubsub.get_message(timeout=2)) is not None:
+                if message["data"] in (b"del", b"unlink"):
+                    lags.append((time.perf_counter() - started) * 1000)
+                    break
+            pubsub.close()
+    return lags
+
+
+def failover_pause(workdir: Path, seconds: float = 8.0, kill_at: float = 3.0) -> dict:
+    """The longest order latency around a SIGKILL of the leader, and the errors clients saw."""
+    catalog, names = big_catalog(workdir, 2000)
+    with store(workdir, "failover", CATALOG_DATA=str(catalog), RESTOCK_INTERVAL="1") as cluster:
+        _warm_orders(cluster.frontend_url, names)
+        killer = threading.Timer(kill_at, cluster.kill, args=("replica-3",))
+        killer.start()
+        result = run_load(cluster.frontend_url, order_factory(names), USERS, seconds)
+        killer.join()
+    return {
+        "max_order_ms": round(result.percentile(1.0), 1),
+        "p50_ms": round(result.percentile(0.5), 2),
+        "orders": result.ok,
+        "client_errors": result.errors + sum(n for s, n in result.statuses.items() if s >= 300),
+    }
+
+
+def worker_scaling(workdir: Path, seconds: float, workers_list: list[int]) -> dict[int, LoadResult]:
+    results = {}
+    for workers in workers_list:
+        with store(workdir, f"workers-{workers}", FRONTEND_WORKERS=str(workers)) as cluster:
+            results[workers] = query_load(cluster.frontend_url, seconds)
+    return results
+
+
+def _paths_in_turn(paths: list[str]):
+    sequence = iter(paths)
+
+    def factory(_: int):
+        return "GET", next(sequence, paths[0]), None, None
+
+    return factory
+
+
+def zipf_hit_ratio(
+    workdir: Path, maxmemory_list: list[str], requests_per_point: int = 20000, s: float = 1.1
+) -> dict[str, float]:
+    """Cache hit ratio for a 10,000-toy catalog whose popularity follows Zipf(s).
+
+    Each miss takes exactly one fill lease (a Redis SET), so misses are counted from Redis's
+    own command statistics and nothing in the store needs instrumenting.
+    """
+    catalog, names = big_catalog(workdir, 10000)
+    weights = [1 / (rank**s) for rank in range(1, len(names) + 1)]
+    rng = random.Random(7)
+    picks = rng.choices(names, weights=weights, k=requests_per_point)
+    ratios = {}
+    with store(workdir, "zipf", CATALOG_DATA=str(catalog), RESTOCK_INTERVAL="3600") as cluster:
+        client = redis.Redis.from_url(cluster.redis_url)
+        for maxmemory in maxmemory_list:
+            client.flushdb()
+            client.config_set("maxmemory", maxmemory)
+            client.config_resetstat()
+            run_load(
+                cluster.frontend_url,
+                _paths_in_turn([f"/products/{name}" for name in picks]),
+                USERS,
+                seconds=3600,
+                stop_after=len(picks),
+            )
+            fills = client.info("commandstats").get("cmdstat_set", {}).get("calls", 0)
+            ratios[maxmemory] = round(1 - fills / len(picks), 3)
+    return ratios
+
+
+def scratch_dir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="toystore-bench-"))
