@@ -7,14 +7,13 @@
   the listed services, on free ports in a temporary data dir, with ``env`` laid over the
   defaults. The Cluster has the URLs (``frontend_url``, ``catalog_url``, ``replica_urls``,
   ``redis_url``) and kills or restarts services. Everything is stopped afterwards.
-- ``stack``: one module-wide Cluster with every service whose code exists in the tree.
+- ``stack``: one module-wide Cluster with every service.
 
 When a test fails, the tail of each service's log is added to its report.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
 import socket
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from app.cluster import ALL_SERVICES, APP_MODULES, Cluster, service_kind
+from app.cluster import Cluster
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,19 +47,6 @@ def _clean_env() -> dict[str, str]:
     return {key: value for key, value in os.environ.items() if key not in names}
 
 
-def _app_exists(module: str) -> bool:
-    try:
-        return hasattr(importlib.import_module(module), "create_app")
-    except ImportError:
-        return False
-
-
-def available_services() -> list[str]:
-    """Redis plus every app service whose code (a ``create_app``) exists in this tree."""
-    present = {kind for kind, module in APP_MODULES.items() if _app_exists(module)}
-    return [name for name in ALL_SERVICES if name == "redis" or service_kind(name) in present]
-
-
 class ClusterFactory:
     """Starts clusters under one directory and remembers them so they can all be stopped."""
 
@@ -76,7 +62,7 @@ class ClusterFactory:
             data_dir=where / "data",
             log_dir=where / "logs",
             free_ports=True,
-            services=available_services() if services is None else services,
+            services=services,
             env=_clean_env(),
             overrides=env,
         )

@@ -10,7 +10,7 @@ import redis
 import requests
 
 from app.cluster import ALL_SERVICES, REDIS_CONF, Cluster, group_members, port_listening
-from tests.conftest import ClusterFactory, available_services
+from tests.conftest import ClusterFactory
 
 _UNITS = {"": 1, "k": 1000, "kb": 1024, "m": 1000**2, "mb": 1024**2, "g": 1000**3, "gb": 1024**3}
 
@@ -28,14 +28,8 @@ def _redis_bytes(text: str) -> int:
     return int(number) * _UNITS[text[len(number) :].lower()]
 
 
-def _require(*names: str) -> None:
-    missing = [name for name in names if name not in available_services()]
-    if missing:
-        pytest.skip(f"not in this tree yet: {', '.join(missing)}")
-
-
 def test_every_service_is_healthy(stack: Cluster) -> None:
-    assert stack.services == tuple(available_services())
+    assert stack.services == ALL_SERVICES
     for name in stack.services:
         assert stack.is_healthy(name), name
         if name != "redis":
@@ -58,7 +52,6 @@ def test_redis_runs_with_the_project_config(stack: Cluster) -> None:
 def test_sigkill_leaves_nothing_behind_and_restart_recovers(
     cluster_factory: ClusterFactory, name: str
 ) -> None:
-    _require(name)
     # Two front-end workers, so the kill has more than one worker to reach.
     cluster = cluster_factory(env={"FRONTEND_WORKERS": "2"})
     port = cluster.specs[name].port
@@ -83,7 +76,6 @@ def test_sigkill_leaves_nothing_behind_and_restart_recovers(
 
 @pytest.mark.fault
 def test_catalog_keeps_its_stock_across_sigkill(cluster_factory: ClusterFactory) -> None:
-    _require("catalog")
     cluster = cluster_factory(services=["redis", "catalog"], env={"RESTOCK_INTERVAL": "3600"})
     purchase = {"key": uuid.uuid4().hex, "name": "Tux", "quantity": 3, "term": 1}
     reply = requests.post(f"{cluster.catalog_url}/purchases", json=purchase, timeout=5)
@@ -99,7 +91,6 @@ def test_catalog_keeps_its_stock_across_sigkill(cluster_factory: ClusterFactory)
 
 @pytest.mark.fault
 def test_replica_keeps_its_orders_across_sigkill(cluster_factory: ClusterFactory) -> None:
-    _require(*ALL_SERVICES)
     cluster = cluster_factory(env={"RESTOCK_INTERVAL": "3600"})
     # A 503 says "retry with the same key" (a leader may still be settling); a shopper would.
     key = uuid.uuid4().hex
