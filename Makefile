@@ -15,7 +15,7 @@ PYTHON ?= $(shell for p in python3.11 python3.12 python3.13 python3; do \
 comma  := ,
 EXTRAS := dev$(if $(shell command -v redis-server 2>/dev/null),,$(comma)embedded-redis)
 
-.PHONY: all install run test chaos lint format clean distclean
+.PHONY: all install run test chaos locust eval crash-experiment lint format clean distclean
 
 all: test
 
@@ -37,6 +37,18 @@ test: $(STAMP)
 # A five-minute chaos run: faults under eight shoppers, then the consistency checker.
 chaos: $(STAMP)
 	$(BIN)/toystore chaos
+
+# Locust's web UI on http://127.0.0.1:8089 against the store of `make run`; P=0.4 sets p.
+locust: $(STAMP)
+	TOYSTORE_P=$(or $(P),0.5) $(BIN)/locust -f locustfile.py --host http://127.0.0.1:8000
+
+# The latency sweep (private stacks on free ports): docs/eval/latency.csv and the plots.
+eval: $(STAMP)
+	$(BIN)/toystore eval
+
+# Replicas killed and restarted under shoppers; the report goes into docs/evaluation.md.
+crash-experiment: $(STAMP)
+	$(BIN)/toystore crash-experiment
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -17,8 +17,10 @@ from pathlib import Path
 import requests
 
 from app.bench import run as bench
+from app.client import cli as client_cli
 from app.cluster import APP_MODULES, Cluster, ClusterError, _connect_host, gunicorn_argv
 from app.common.config import ConfigError, Settings
+from app.eval import cli as eval_cli
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
@@ -224,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     chaos.add_argument("--redis-url", default=None, help="the run's Redis, for --check-only")
     chaos.set_defaults(func=cmd_chaos)
+
+    client_cli.register(commands)
+    eval_cli.register(commands)
 
     return parser
 

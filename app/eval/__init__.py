@@ -1,0 +1,1 @@
+"""Experiments on a private stack: the latency sweep and the replica crash experiment."""
