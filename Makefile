@@ -15,7 +15,7 @@ PYTHON ?= $(shell for p in python3.11 python3.12 python3.13 python3; do \
 comma  := ,
 EXTRAS := dev$(if $(shell command -v redis-server 2>/dev/null),,$(comma)embedded-redis)
 
-.PHONY: all install run test chaos locust eval crash-experiment lint format clean distclean
+.PHONY: all install run test chaos bench locust eval crash-experiment lint format clean distclean
 
 all: test
 
@@ -37,6 +37,10 @@ test: $(STAMP)
 # A five-minute chaos run: faults under eight shoppers, then the consistency checker.
 chaos: $(STAMP)
 	$(BIN)/toystore chaos
+
+# Throughput and latency against baselines measured in the same run: docs/performance.md.
+bench: $(STAMP)
+	$(BIN)/toystore bench
 
 # Locust's web UI on http://127.0.0.1:8089 against the store of `make run`; P=0.4 sets p.
 locust: $(STAMP)
