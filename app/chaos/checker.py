@@ -89,6 +89,8 @@ def check(history: Path, data_dir: Path, redis_url: str | None = None) -> Report
     requests = [r for r in records if r["type"] == "request"]
     report = Report()
     windows = _fault_windows(records, report)
+    for crash in (r for r in records if r["type"] == "shopper-crash"):
+        report.violate("run complete", f"shopper {crash['shopper']} crashed: {crash['error']}")
     replica_ids = meta.get("replicas") or _replica_ids(data_dir)
     committed = _check_replicas(data_dir, replica_ids, report)
     _check_acknowledged(requests, committed, report)

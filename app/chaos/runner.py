@@ -74,6 +74,14 @@ class Shopper(threading.Thread):
         self.acked: list[tuple[str, str, int]] = []  # key, toy, quantity
 
     def run(self) -> None:
+        try:
+            self.shop()
+        except Exception as exc:
+            # A shopper that dies quietly would leave a run that checks less than it claims.
+            self.history.record("shopper-crash", shopper=self.number, error=repr(exc))
+            raise
+
+    def shop(self) -> None:
         while not self.stop.is_set():
             toy = self.rng.choice(self.toys)
             read = self.call("read", "GET", f"/products/{toy}", toy=toy)
@@ -117,7 +125,8 @@ class Shopper(threading.Thread):
             )
         except requests.Timeout:
             record["error"] = "timeout"
-        except requests.ConnectionError:
+        except requests.RequestException:
+            # Refused, reset, or cut off mid-reply (ChunkedEncodingError): the connection broke.
             record["error"] = "connection"
         else:
             record["status"] = reply.status_code

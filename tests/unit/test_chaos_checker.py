@@ -78,6 +78,7 @@ def test_consistent_run_passes(tmp_path):
         ([_request(op="lookup", status=500, start=2, end=2.1)], {}, "clean replies"),
         ([_request(op="read", status=None, error="timeout", start=2, end=15.1)], {}, "no hang"),
         ([_request(op="read", status=None, error="connection")], {}, "clean replies"),
+        ([{"type": "shopper-crash", "shopper": 3, "error": "boom"}], {}, "run complete"),
     ],
 )
 def test_each_violation_is_found(tmp_path, records, state, check_name):
