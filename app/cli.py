@@ -152,11 +152,18 @@ def cmd_chaos(args: argparse.Namespace) -> int:
             log_dir=args.data_dir.parent / "logs",
             history=args.history,
         )
+        # Ctrl-C or SIGTERM must still stop the store's processes (they run in sessions of
+        # their own, so nothing else would); a background job starts with SIGINT ignored.
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+        signal.signal(signal.SIGINT, _raise_interrupt)
         try:
             report = run(options)
         except (ConfigError, ClusterError) as exc:
             print(f"toystore: {exc}", file=sys.stderr)
             return 2
+        except KeyboardInterrupt:
+            print("toystore: chaos run interrupted", file=sys.stderr)
+            return 130
     print(report.render())
     print(f"history: {args.history}")
     return 0 if report.passed else 1
