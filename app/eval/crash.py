@@ -17,17 +17,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import requests
-
 from app.client.run import RunReport, run_shoppers
-from app.cluster import Cluster, replica_name
+from app.cluster import replica_name
 from app.eval.stack import plan_stack
-from app.orders.log import read_orders
+from app.observe import (
+    current_leader,
+    order_table_problems,
+    replica_orders,
+    wait_converged,
+)
 
 BEGIN = "<!-- crash-experiment:begin (written by `toystore crash-experiment`) -->"
 END = "<!-- crash-experiment:end -->"
-
-OrderRow = tuple[int, str, int, str]
 
 
 @dataclass(frozen=True)
@@ -99,54 +100,6 @@ def choose_victim(
     return rng.choice(list(replica_ids))
 
 
-def replica_health(cluster: Cluster) -> dict[int, dict]:
-    """Each answering replica's GET /health data."""
-    found = {}
-    for rid, url in cluster.replica_urls.items():
-        try:
-            found[rid] = requests.get(f"{url}/health", timeout=2).json()["data"]
-        except (requests.RequestException, ValueError, KeyError):
-            continue
-    return found
-
-
-def current_leader(cluster: Cluster) -> int | None:
-    """The replica that says it leads in the highest term (a deposed one may not know yet)."""
-    leaders = [
-        (h["term"], rid) for rid, h in replica_health(cluster).items() if h["role"] == "leader"
-    ]
-    return max(leaders)[1] if leaders else None
-
-
-def wait_converged(cluster: Cluster, timeout: float = 30.0) -> bool:
-    """Wait until every replica answers with one and the same fully committed log."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        health = replica_health(cluster)
-        marks = {(h["commit_index"], h["last_index"]) for h in health.values()}
-        if len(health) == len(cluster.replica_urls) and len(marks) == 1:
-            commit, last = marks.pop()
-            if commit == last:
-                return True
-        time.sleep(0.2)
-    return False
-
-
-def compare_replicas(orders: Mapping[int, list[OrderRow]]) -> list[str]:
-    """Every way the replicas' order tables differ or are malformed; empty when all agree."""
-    problems = []
-    first_id = min(orders)
-    first = orders[first_id]
-    for rid, rows in orders.items():
-        if rows != first:
-            problems.append(f"replica {rid} differs from replica {first_id}")
-    if [row[0] for row in first] != list(range(len(first))):
-        problems.append("order numbers are not contiguous from 0")
-    if len({row[3] for row in first}) != len(first):
-        problems.append("one idempotency key produced two orders")
-    return problems
-
-
 def run_crash_experiment(
     work_dir: Path,
     *,
@@ -186,11 +139,8 @@ def run_crash_experiment(
             stop.set()
         shoppers = shopping.result()
         converged = wait_converged(cluster)
-        orders = {
-            rid: read_orders(cluster.data_dir / f"orders-{rid}.sqlite3")
-            for rid in cluster.replica_urls
-        }
-    problems = compare_replicas(orders)
+        orders = replica_orders(cluster)
+    problems = order_table_problems(orders)
     if not converged:
         problems.insert(0, "the replicas did not converge within 30 s")
     return CrashReport(

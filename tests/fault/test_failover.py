@@ -10,14 +10,8 @@ import pytest
 import redis
 import requests
 
-from tests.support import (
-    assert_replicas_identical,
-    assert_stock_adds_up,
-    new_key,
-    order,
-    replica_health,
-    stock,
-)
+from app.observe import replica_health
+from tests.support import assert_replicas_identical, assert_stock_adds_up, new_key, order, stock
 
 TOYS = ["Tux", "Whale", "Fox", "Python", "Barbie", "Lego", "Monopoly", "Frisbee"]
 NO_RESTOCK = {"RESTOCK_INTERVAL": "3600"}

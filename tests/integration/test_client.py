@@ -7,8 +7,8 @@ import pytest
 from app.cli import main
 from app.client.run import run_shoppers
 from app.client.shopper import RecordedOrder
+from app.observe import replica_orders, wait_converged
 from tests.conftest import free_port
-from tests.support import replica_orders, wait_converged
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from app.cli import main
-from app.eval.crash import BEGIN, END, choose_victim, compare_replicas, write_section
+from app.eval.crash import BEGIN, END, choose_victim, write_section
+from app.observe import order_table_problems
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -58,13 +59,15 @@ def test_first_of_every_three_rounds_kills_the_leader() -> None:
 
 def test_compare_replicas_names_every_difference() -> None:
     good = [(0, "Tux", 1, "a"), (1, "Fox", 2, "b")]
-    assert compare_replicas({1: good, 2: list(good), 3: list(good)}) == []
-    problems = compare_replicas({1: good, 2: good[:1], 3: [(0, "Tux", 1, "a"), (2, "Fox", 2, "a")]})
+    assert order_table_problems({1: good, 2: list(good), 3: list(good)}) == []
+    problems = order_table_problems(
+        {1: good, 2: good[:1], 3: [(0, "Tux", 1, "a"), (2, "Fox", 2, "a")]}
+    )
     assert problems == [
         "replica 2 differs from replica 1",
         "replica 3 differs from replica 1",
     ]
-    assert compare_replicas({1: [(1, "Tux", 1, "a")]}) == [
+    assert order_table_problems({1: [(1, "Tux", 1, "a")]}) == [
         "order numbers are not contiguous from 0"
     ]
 

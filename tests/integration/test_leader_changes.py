@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import requests
 
-from tests.support import JSON, assert_replicas_identical, new_key, order, replica_health
+from app.observe import replica_health
+from tests.support import JSON, assert_replicas_identical, new_key, order
 
 
 def test_leader_moved_behind_the_front_ends_back(cluster_factory):
