@@ -17,8 +17,8 @@ from app.catalog.routes import bp
 from app.catalog.service import CatalogService
 from app.catalog.store import CatalogStore
 from app.common.config import Settings
-from app.common.errors import register_error_handlers
 from app.common.logs import log_event, setup_logging
+from app.common.web import new_app
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +27,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     setup_logging("catalog", settings.log_level)
 
-    app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    register_error_handlers(app)
+    app = new_app(__name__, settings.max_body_bytes)
     app.register_blueprint(bp)
 
     publisher = InvalidationPublisher(

@@ -5,8 +5,8 @@ from __future__ import annotations
 from flask import Flask
 
 from app.common.config import Settings
-from app.common.errors import register_error_handlers
 from app.common.logs import setup_logging
+from app.common.web import new_app
 from app.frontend.routes import bp
 from app.frontend.services import Frontend
 
@@ -14,10 +14,7 @@ from app.frontend.services import Frontend
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     setup_logging("frontend", settings.log_level)
-    app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    app.json.sort_keys = False
-    register_error_handlers(app)
+    app = new_app(__name__, settings.max_body_bytes)
     app.register_blueprint(bp)
     frontend = Frontend.build(settings)
     app.extensions["frontend"] = frontend

@@ -11,13 +11,13 @@ invalidations may have been missed while the subscription was down.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import secrets
 import threading
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import redis
 
 from app.common.config import Settings
@@ -122,7 +122,7 @@ class ProductCache:
         if raw is None:
             return None
         try:
-            return json.loads(raw)
+            return orjson.loads(raw)
         except ValueError:
             return None
 
@@ -141,7 +141,7 @@ class ProductCache:
         try:
             stored = self._store(
                 keys=[self.product_key(name), self.lease_key(name)],
-                args=[token, json.dumps(product, separators=(",", ":"))],
+                args=[token, orjson.dumps(product)],
             )
         except redis.RedisError as exc:
             self._failed(exc)
@@ -253,7 +253,7 @@ class ProductCache:
 
     def _on_message(self, data: bytes) -> None:
         try:
-            name = json.loads(data)["product"]
+            name = orjson.loads(data)["product"]
             if not isinstance(name, str):
                 raise TypeError
         except (ValueError, KeyError, TypeError):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from flask import Flask
 
 from app.common.config import Settings
-from app.common.errors import register_error_handlers
 from app.common.logs import setup_logging
+from app.common.web import new_app
 from app.orders.node import OrderNode
 from app.orders.routes import bp
 
@@ -14,9 +14,7 @@ from app.orders.routes import bp
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     setup_logging(f"order-{settings.replica_id}", settings.log_level)
-    app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = None  # catch-up and append batches can be large
-    register_error_handlers(app)
+    app = new_app(__name__, None)  # catch-up and append batches can be large
     app.register_blueprint(bp)
     node = OrderNode(settings)
     app.extensions["order_node"] = node
