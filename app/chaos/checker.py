@@ -20,6 +20,7 @@ import redis
 from app.catalog.store import read_active_purchases, read_ledger
 from app.chaos.faults import KILL_FRONTEND_WORKER, NO_CATALOG_KINDS, NO_MAJORITY_KINDS
 from app.chaos.history import read_history
+from app.observe import order_table_problems
 from app.orders.log import read_orders
 
 # How long after a fault is healed its effects may still show (an election, a reconnect).
@@ -133,34 +134,14 @@ def _check_replicas(
         if path.exists():
             orders[rid] = read_orders(path)
         else:
-            report.violate("replicas identical", f"replica {rid} has no database at {path}")
+            report.violate("replica order tables", f"replica {rid} has no database at {path}")
     if not orders:
         return {}
-    first_id = min(orders)
-    first = orders[first_id]
-    for rid, rows in orders.items():
-        if rows != first:
-            report.violate(
-                "replicas identical",
-                f"replica {rid} holds {len(rows)} orders, replica {first_id} {len(first)}; "
-                f"first difference at {_first_difference(rows, first)}",
-            )
-    numbers = [row[0] for row in first]
-    if numbers != list(range(len(numbers))):
-        report.violate("numbers contiguous", f"numbers are not 0..{len(numbers) - 1}")
-    keys = Counter(row[3] for row in first)
-    for key, count in keys.items():
-        if count > 1:
-            report.violate("one order per key", f"key {key} has {count} orders")
+    for problem in order_table_problems(orders):
+        report.violate("replica order tables", problem)
+    first = orders[min(orders)]
     report.committed_orders = len(first)
     return {number: (name, quantity, key) for number, name, quantity, key in first}
-
-
-def _first_difference(a: list, b: list) -> int:
-    for i, (x, y) in enumerate(zip(a, b, strict=False)):
-        if x != y:
-            return i
-    return min(len(a), len(b))
 
 
 def _check_acknowledged(

@@ -14,10 +14,9 @@ import signal
 import time
 from dataclasses import dataclass, field
 
-import requests
-
 from app.chaos.history import History
 from app.cluster import Cluster, ClusterError, replica_name
+from app.observe import current_leader
 
 KILL_LEADER = "kill-leader"
 KILL_FOLLOWER = "kill-follower"
@@ -39,7 +38,6 @@ KINDS = (
 NO_MAJORITY_KINDS = frozenset({KILL_TWO_REPLICAS})
 NO_CATALOG_KINDS = frozenset({KILL_CATALOG})
 
-_HEALTH_TIMEOUT = 0.5
 _RESTART_ATTEMPTS = 3
 
 
@@ -84,21 +82,9 @@ class Injector:
         self.history = history
         self.rng = rng
 
-    def leader(self) -> int | None:
-        """The replica that leads in the highest term among those answering."""
-        best: tuple[int, int] | None = None
-        for rid, url in self.cluster.replica_urls.items():
-            try:
-                data = requests.get(f"{url}/health", timeout=_HEALTH_TIMEOUT).json()["data"]
-            except (requests.RequestException, ValueError, KeyError):
-                continue
-            if data.get("role") == "leader" and (best is None or data["term"] > best[1]):
-                best = (rid, data["term"])
-        return None if best is None else best[0]
-
     def plan(self, kind: str) -> Fault:
         replicas = [replica_name(rid) for rid in sorted(self.cluster.replica_urls)]
-        leader_id = self.leader()
+        leader_id = current_leader(self.cluster)
         leader = replica_name(leader_id) if leader_id is not None else replicas[-1]
         followers = [name for name in replicas if name != leader]
         if kind == KILL_LEADER:

@@ -20,6 +20,7 @@ from app.chaos.checker import Report, check
 from app.chaos.faults import Injector, Schedule
 from app.chaos.history import History
 from app.cluster import Cluster
+from app.observe import wait_converged
 
 log = logging.getLogger(__name__)
 
@@ -165,23 +166,13 @@ def settle(cluster: Cluster, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            lookup = requests.get(f"{cluster.frontend_url}/orders/0", timeout=10)
+            served = requests.get(f"{cluster.frontend_url}/orders/0", timeout=15).status_code
         except requests.RequestException:
-            lookup = None
-        marks = set()
-        for url in cluster.replica_urls.values():
-            try:
-                data = requests.get(f"{url}/health", timeout=2).json()["data"]
-            except (requests.RequestException, ValueError, KeyError):
-                break
-            marks.add((data["commit_index"], data["last_index"]))
-        else:
-            if lookup is not None and lookup.status_code in (200, 404) and len(marks) == 1:
-                commit, last = marks.pop()
-                if commit == last:
-                    # The leader settles and reconciles purchases on a one-second beat.
-                    time.sleep(2.5)
-                    return
+            served = None
+        if served in (200, 404) and wait_converged(cluster, max(0.0, deadline - time.monotonic())):
+            # The leader settles and reconciles purchases on a one-second beat.
+            time.sleep(2.5)
+            return
         time.sleep(0.5)
     raise TimeoutError("the replicas did not converge after the run")
 
