@@ -58,6 +58,10 @@ class OrderNode:
         self.stopping = threading.Event()
         self.voters = ThreadPoolExecutor(max_workers=max(1, len(self.peers.ids)))
         self.settled_upto = NO_INDEX
+        # Keys of abandoned orders whose purchases are being undone: a retry with one of them
+        # must wait, or it could find the purchase still active, append, and then lose the
+        # stock to the undo in flight.
+        self.undoing: set[str] = set()
         self.threads: list[threading.Thread] = []
 
     # Life cycle ----------------------------------------------------------------------
@@ -137,6 +141,7 @@ class OrderNode:
         """
         with self._locked() as replica:
             self._require_leader(replica)
+            self._refuse_if_undoing(key)
             existing = replica.entry_for_key(key)
             if existing is None and not replica.has_quorum_reachable():
                 raise ApiError(503, "Too few order replicas are reachable to commit an order.")
@@ -150,6 +155,7 @@ class OrderNode:
                 # The next leader reconciles this purchase with its log (buys of older terms
                 # that are not in it are undone), so nothing leaks.
                 raise ApiError(421, f"Replica {self.id} stopped leading; the order was not placed.")
+            self._refuse_if_undoing(key)
             existing = replica.entry_for_key(key)
             entry = existing or replica.append_local(name, quantity, key)
         return self._await_commit(_same_order(entry, name, quantity)), version
@@ -172,12 +178,21 @@ class OrderNode:
                 self.changed.wait(remaining)
         with self._locked() as replica:
             removed = replica.abandon(entry.index)
+            self.undoing.update(gone.key for gone in removed)
         if not removed:
             raise ApiError(503, OUTCOME_OPEN)
         log_event(log, "abandoned uncommitted orders", level=logging.WARNING, count=len(removed))
         for gone in removed:
+            # A failed undo leaves the purchase active and unsettled: the next leader's
+            # reconciliation undoes it, since its order is in no log.
             self._undo(gone.key, gone.term)
+            with self.lock:
+                self.undoing.discard(gone.key)
         raise ApiError(503, NOT_PLACED)
+
+    def _refuse_if_undoing(self, key: str) -> None:
+        if key in self.undoing:
+            raise ApiError(503, "This order's earlier attempt is being rolled back; retry shortly.")
 
     def get_order(self, number: int) -> dict:
         with self.lock:
@@ -274,8 +289,12 @@ class OrderNode:
                 raise ServiceUnavailable(self.catalog.base_url, reply.error_message, True)
             pending = reply.data["pending"]
             with self.lock:
-                keep = [p["key"] for p in pending if self.replica.entry_for_key(p["key"])]
-            drop = [p for p in pending if p["key"] not in set(keep)]
+                held = {p["key"]: self.replica.entry_for_key(p["key"]) for p in pending}
+                commit = self.replica.commit_index
+            # Committed: final. In no log: can never commit, so give the stock back. In the
+            # log but not committed yet (a retry re-owned it this term): the settler's job.
+            keep = [k for k, e in held.items() if e is not None and e.index <= commit]
+            drop = [p for p in pending if held[p["key"]] is None]
             undone = sum(self._undo(p["key"], term - 1) for p in drop)
             self._settle(keep)
         except ServiceUnavailable:
@@ -310,9 +329,9 @@ class OrderNode:
             last_sent = time.monotonic()
             try:
                 reply = self.peers.append(peer_id, request)
-            except ServiceUnavailable:
+            except ServiceUnavailable as exc:
                 with self._locked() as replica:
-                    replica.on_unreachable(peer_id)
+                    replica.on_unreachable(peer_id, request, delivered=exc.maybe_delivered)
                 self.stopping.wait(interval)
                 continue
             with self._locked() as replica:

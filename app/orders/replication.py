@@ -126,6 +126,7 @@ class Progress:
     match_index: int = NO_INDEX
     synced: bool = False  # holds a prefix of this leader's log (counts towards commit)
     sent_index: int = NO_INDEX  # highest index ever sent: the follower may hold up to here
+    sent_before: int = NO_INDEX  # sent_index before the message in flight (one at a time)
     reachable: bool = True
 
 
@@ -298,6 +299,7 @@ class Replica:
         prev = progress.next_index - 1
         entries = tuple(self.log[prev + 1 : prev + 1 + batch])
         last_sent = prev + len(entries)
+        progress.sent_before = progress.sent_index
         progress.sent_index = max(progress.sent_index, last_sent)
         return AppendRequest(
             term=self.term,
@@ -334,9 +336,15 @@ class Replica:
                 progress.match_index + 1, min(reply.last_index + 1, request.prev_index)
             )
 
-    def on_unreachable(self, peer_id: int) -> None:
-        if peer_id in self.progress:
-            self.progress[peer_id].reachable = False
+    def on_unreachable(self, peer_id: int, request: AppendRequest, delivered: bool) -> None:
+        """The message got no reply. If it certainly never arrived (connection refused), the
+        follower cannot hold its entries, so they stay abandonable."""
+        progress = self.progress.get(peer_id)
+        if progress is None or request.term != self.term:
+            return
+        progress.reachable = False
+        if not delivered:
+            progress.sent_index = progress.sent_before
 
     def _advance_commit(self) -> None:
         if self.role != Role.LEADER:

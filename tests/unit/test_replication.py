@@ -69,6 +69,7 @@ class Sim:
         self.queue: list[tuple] = []
         self.committed: dict[int, Entry] = {}  # every entry ever seen committed anywhere
         self.acked: dict[str, int] = {}  # client key -> order number the leader confirmed
+        self.abandoned: set[str] = set()  # keys of orders answered "not placed"
         self.next_key = 0
 
     def _boot(self, i: int) -> Replica:
@@ -130,10 +131,14 @@ class Sim:
             return
         for pid in r.peer_ids:
             request = r.make_append(pid, self.batch)
-            if self._link(leader, pid) and not self._lost():
+            if pid not in self.alive:
+                r.on_unreachable(pid, request, delivered=False)  # connection refused
+            elif self._link(leader, pid) and not self._lost():
                 self.queue.append((pid, leader, request))
                 if self.rng.random() < self.dup:
                     self.queue.append((pid, leader, request))
+            else:
+                r.on_unreachable(pid, request, delivered=True)  # no reply: it may have arrived
 
     def deliver(self, count: int | None = None) -> None:
         steps = 0
@@ -147,6 +152,18 @@ class Sim:
             if self._link(src, dst) and not self._lost():
                 self.replicas[src].on_append_reply(dst, request, reply)
             self.check()
+
+    def abandon(self, leader: int, index: int) -> None:
+        removed = self.replicas[leader].abandon(index)
+        self.abandoned.update(entry.key for entry in removed)
+        self.check()
+
+    def install(self, target: int, source: int) -> None:
+        src = self.replicas[source]
+        self.replicas[target].install_committed(
+            src.committed_after(self.replicas[target].commit_index, 50), src.commit_index
+        )
+        self.check()
 
     def settle(self, leader: int, rounds: int = 200) -> None:
         for _ in range(rounds):
@@ -170,6 +187,7 @@ class Sim:
                 entry = r.log[index]
                 seen = self.committed.setdefault(index, entry)
                 assert seen == entry, f"replica {i} committed {entry} where {seen} was committed"
+                assert entry.key not in self.abandoned, f"abandoned order {entry} committed"
             if r.role == Role.LEADER:
                 for index in range(r.commit_index + 1):
                     self.acked.setdefault(r.log[index].key, index)
@@ -219,10 +237,11 @@ def test_leader_needs_a_majority_of_votes():
 
 @pytest.mark.parametrize("seed", range(300))
 def test_loss_duplication_reordering_and_crashes_never_lose_a_committed_order(seed):
-    """Random schedules: orders, sends, partial deliveries, crashes and restarts of any
-    replica (all three at times), elections of any live replica. Sim.check() asserts after
-    every step that no index ever commits two different entries and no term has two leaders.
-    """
+    """Random schedules: orders, sends (refused when the peer is down), partial deliveries,
+    crashes and restarts of any replica (all three at times), elections of any live replica,
+    abandoned orders and start-up catch-up. Sim.check() asserts after every step that no index
+    ever commits two different entries, no abandoned order ever commits, and no term has two
+    leaders."""
     sim = Sim(seed=seed, loss=0.25, dup=0.25, reorder=True, batch=3)
     rng = random.Random(seed * 7 + 1)
     leader = 3
@@ -235,12 +254,20 @@ def test_loss_duplication_reordering_and_crashes_never_lose_a_committed_order(se
             sim.send(leader)
         elif action < 0.88:
             sim.deliver(rng.randint(1, 6))
-        elif action < 0.94:
+        elif action < 0.91:
             victim = rng.choice(sim.ids)
             if victim in sim.alive:
                 sim.crash(victim)
             else:
                 sim.restart(victim)
+        elif action < 0.93 and leader in sim.alive:
+            # An order timed out: the leader drops what no follower can hold.
+            r = sim.replicas[leader]
+            if r.last_index > r.commit_index:
+                sim.abandon(leader, rng.randint(r.commit_index + 1, r.last_index))
+        elif action < 0.95 and len(sim.alive) > 1:
+            target, source = rng.sample(sorted(sim.alive), 2)
+            sim.install(target, source)
         elif sim.alive:
             candidate = rng.choice(sorted(sim.alive))
             if sim.elect(candidate):
