@@ -66,8 +66,6 @@ def leader_notice():
 # Protocol messages between replicas. Their shape is checked field by field so that a bad
 # message is a 400, never an exception inside the protocol.
 
-_ENTRY_FIELDS = {"index": int, "term": int, "name": str, "quantity": int, "key": str}
-
 
 def _index(value: Any, field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < NO_INDEX:
@@ -85,21 +83,28 @@ def _message(required: dict[str, type]) -> dict[str, Any]:
         elif kind is list:
             if not isinstance(value, list):
                 raise ApiError(400, f"The {field} must be a list.")
-            for entry in value:
-                _check_entry(entry)
         elif not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
             raise ApiError(400, f"The {field} has the wrong type.")
     return body
 
 
-def _check_entry(entry: Any) -> None:
-    if not isinstance(entry, dict) or set(entry) != set(_ENTRY_FIELDS):
-        raise ApiError(400, "Each entry must have exactly index, term, name, quantity and key.")
-    for field, kind in _ENTRY_FIELDS.items():
-        if kind is int:
-            _index(entry[field], field)
-        elif not isinstance(entry[field], str):
-            raise ApiError(400, f"The entry {field} must be a string.")
+def _check_entries(entries: list[Any], prev_index: int) -> None:
+    """Entries must be well-formed orders at consecutive indices right after prev_index,
+    with distinct keys: anything else would corrupt the log, so it is refused whole."""
+    settings = node().settings
+    keys = set()
+    for offset, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise ApiError(400, "Each entry must be an object.")
+        validation.check_fields(entry, {"index", "term", "name", "quantity", "key"})
+        if _index(entry["index"], "entry index") != prev_index + 1 + offset:
+            raise ApiError(400, "Entry indices must follow prev_index without gaps.")
+        validation.positive_int(entry["term"], "entry term", 2**62)
+        validation.toy_name(entry["name"], settings.max_name_length)
+        validation.positive_int(entry["quantity"], "entry quantity", settings.max_order_quantity)
+        keys.add(validation.idempotency_key(entry["key"]))
+    if len(keys) != len(entries):
+        raise ApiError(400, "Two entries carry the same key.")
 
 
 @bp.post("/raft/vote")
@@ -121,6 +126,7 @@ def append():
             "to_end": bool,
         }
     )
+    _check_entries(body["entries"], body["prev_index"])
     return ok(to_json(node().handle_append(append_request_from_json(body))))
 
 

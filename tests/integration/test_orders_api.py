@@ -164,6 +164,22 @@ def test_replicas_hold_identical_orders_and_stock_adds_up(store):
 
 # Bad input at a replica's internal endpoints: a 4xx in the error shape, nothing changes.
 
+
+def entry(index: int, key: str | None = None, **fields) -> dict:
+    return {
+        "index": index,
+        "term": 1,
+        "name": "Tux",
+        "quantity": 1,
+        "key": key or f"k{index}",
+    } | fields
+
+
+def append(**fields) -> dict:
+    message = {"term": 1, "leader_id": 3, "prev_index": -1, "prev_term": 0, "entries": []}
+    return message | {"commit_index": -1, "to_end": True} | fields
+
+
 BAD_REPLICA_REQUESTS = [
     ("POST", "/orders", "{not json", 400),
     ("POST", "/orders", "[1, 2]", 400),
@@ -197,6 +213,16 @@ BAD_REPLICA_REQUESTS = [
         400,
     ),
     ("POST", "/raft/append", json.dumps({"term": 1}), 400),
+    ("POST", "/raft/append", json.dumps(append(entries=[entry(0), entry(0)])), 400),  # repeated
+    ("POST", "/raft/append", json.dumps(append(entries=[entry(0), entry(2)])), 400),  # a gap
+    (
+        "POST",
+        "/raft/append",
+        json.dumps(append(entries=[entry(0, key="k"), entry(1, key="k")])),
+        400,
+    ),
+    ("POST", "/raft/append", json.dumps(append(entries=[entry(0, quantity=-1)])), 400),
+    ("POST", "/raft/append", json.dumps(append(entries=[entry(0, name="")])), 400),
     ("GET", "/raft/committed?after=x", None, 400),
     ("GET", "/no/such/route", None, 404),
     ("DELETE", "/orders", None, 405),
