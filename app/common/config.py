@@ -175,6 +175,13 @@ class Settings:
             return 1
         return len(self.replicas) // 2 + 1
 
+    @property
+    def leader_call_timeout(self) -> float:
+        """How long the front-end waits for a leader's answer to an order or an election:
+        the leader's own catalog call and commit wait, plus a margin, so a slow but healthy
+        leader is not mistaken for a dead one."""
+        return self.http_timeout + self.commit_timeout + 1.0
+
     def replica_port(self, replica_id: int) -> int:
         url = self.replicas[replica_id]
         return int(url.rsplit(":", 1)[1].split("/", 1)[0])

@@ -40,6 +40,7 @@ class OrderRouter:
         self._cache = cache
         self._deadline = settings.order_deadline
         self._health_timeout = min(_HEALTH_TIMEOUT, settings.http_timeout)
+        self._call_timeout = settings.leader_call_timeout
         self._clients = {
             rid: ServiceClient(url, settings.http_timeout)
             for rid, url in sorted(settings.replicas.items(), reverse=True)
@@ -97,7 +98,7 @@ class OrderRouter:
             client = self._clients[leader_id]
             try:
                 reply = client.request(
-                    method, path, json=body, timeout=min(client.timeout, remaining)
+                    method, path, json=body, timeout=min(self._call_timeout, remaining)
                 )
             except ServiceUnavailable as exc:
                 log_event(
@@ -167,6 +168,10 @@ class OrderRouter:
             # A leader of an older term than some replica has seen is about to be deposed.
             if _leads(health) and _term(health) >= newest:
                 chosen = (rid, _term(health))
+            elif _taking_over(health) and _term(health) >= newest:
+                # Another worker's election is under way there: wait for it rather than start
+                # a competing one that would abort it.
+                chosen = self._await_ready(rid)
             else:
                 chosen = self._elect(rid)
             if chosen is not None:
@@ -183,7 +188,9 @@ class OrderRouter:
             with self._lock:
                 term = self._max_term + 1
             try:
-                reply = self._clients[rid].post("/election", json={"term": term})
+                reply = self._clients[rid].post(
+                    "/election", json={"term": term}, timeout=self._call_timeout
+                )
             except ServiceUnavailable:
                 return None
             if reply.status == 200:
@@ -202,6 +209,18 @@ class OrderRouter:
             if _leads(health):
                 return rid, _term(health)
         return None
+
+    def _await_ready(self, rid: int) -> tuple[int, int] | None:
+        deadline = time.monotonic() + self._call_timeout
+        health = self._health(rid)
+        while time.monotonic() < deadline:
+            if health is None or not _taking_over(health):
+                break
+            time.sleep(_RETRY_PAUSE)
+            health = self._health(rid)
+        if health is not None and _leads(health):
+            return rid, _term(health)
+        return self._elect(rid)
 
     def _announce(self, leader_id: int, term: int) -> None:
         """Tell every replica who leads (best effort, in the background) and log the change."""
@@ -242,3 +261,9 @@ def _term(health: dict[str, Any]) -> int:
 
 def _leads(health: dict[str, Any]) -> bool:
     return health.get("role") == "leader" and health.get("ready") is True
+
+
+def _taking_over(health: dict[str, Any]) -> bool:
+    """A candidate, or a leader still getting its log onto a majority."""
+    role = health.get("role")
+    return role == "candidate" or (role == "leader" and health.get("ready") is not True)
