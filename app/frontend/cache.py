@@ -158,10 +158,6 @@ class ProductCache:
             self._delete(name)
         except redis.RedisError as exc:
             self._failed(exc)
-            # The entry may still be cached: stop using the cache until the listener has
-            # resubscribed and flushed, or this worker could serve the pre-order stock.
-            self._subscribed.clear()
-            self._resync.set()
 
     def _delete(self, name: str) -> None:
         self._redis.delete(self.product_key(name), self.lease_key(name))
@@ -266,6 +262,12 @@ class ProductCache:
     # Redis health, logged on transitions only.
 
     def _failed(self, exc: Exception) -> None:
+        """A Redis call on the request path failed: stop using the cache until the listener
+        has resubscribed and flushed. An invalidation may have been missed meanwhile (or our
+        own delete after an order failed), and a slow Redis would otherwise cost every read
+        its timeouts."""
+        self._subscribed.clear()
+        self._resync.set()
         if self._redis_ok:
             self._redis_ok = False
             log_event(
