@@ -31,7 +31,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(bp)
 
     publisher = InvalidationPublisher(
-        settings.redis_url, settings.invalidation_channel, settings.redis_timeout
+        settings.effective_redis_url, settings.invalidation_channel, settings.redis_timeout
     )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = CatalogStore(

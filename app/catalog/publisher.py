@@ -33,16 +33,14 @@ class InvalidationPublisher:
         self.channel = channel
         self._initial_backoff = initial_backoff
         self._max_backoff = max_backoff
-        self._client: redis.Redis | None = None
-        if redis_url:
-            # No retries inside redis-py: this thread does its own backoff, and a retry
-            # there would only delay noticing that Redis is gone.
-            self._client = redis.Redis.from_url(
-                redis_url,
-                socket_timeout=timeout,
-                socket_connect_timeout=timeout,
-                retry=Retry(NoBackoff(), 0),
-            )
+        # No retries inside redis-py: this thread does its own backoff, and a retry there
+        # would only delay noticing that Redis is gone.
+        self._client = redis.Redis.from_url(
+            redis_url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+        )
         self._pending: dict[str, tuple[int, str]] = {}
         self._in_flight = False
         self._cond = threading.Condition()
@@ -53,13 +51,6 @@ class InvalidationPublisher:
         )
 
     def start(self) -> None:
-        if self._client is None:
-            log_event(
-                log,
-                "REDIS_URL is empty: cache invalidations will not be published",
-                level=logging.WARNING,
-            )
-            return
         self._thread.start()
 
     def stop(self, timeout: float = 2.0) -> None:
@@ -68,13 +59,10 @@ class InvalidationPublisher:
             self._cond.notify_all()
         if self._thread.is_alive():
             self._thread.join(timeout)
-        if self._client is not None:
-            self._client.close()
+        self._client.close()
 
     def submit(self, product: str, version: int, reason: str) -> None:
         """Queue an invalidation; never blocks on Redis."""
-        if self._client is None:
-            return
         with self._cond:
             queued = self._pending.get(product)
             if queued is None or queued[0] < version:

@@ -176,6 +176,12 @@ class Settings:
         return len(self.replicas) // 2 + 1
 
     @property
+    def effective_redis_url(self) -> str:
+        """REDIS_URL, or the Redis `toystore up` starts on REDIS_PORT of this machine. Every
+        service uses this one answer, so none caches where another does not publish."""
+        return self.redis_url or f"redis://127.0.0.1:{self.redis_port}/0"
+
+    @property
     def leader_call_timeout(self) -> float:
         """How long the front-end waits for a leader's answer to an order or an election:
         the leader's own catalog call and commit wait, plus a margin, so a slow but healthy

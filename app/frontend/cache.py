@@ -47,10 +47,6 @@ class _Resync(Exception):
     """The request path lost a write to Redis; the listener must flush and resubscribe."""
 
 
-def redis_url_for(settings: Settings) -> str:
-    return settings.redis_url or f"redis://127.0.0.1:{settings.redis_port}/0"
-
-
 class ProductCache:
     """Per-worker view of the shared product cache. Thread-safe."""
 
@@ -70,7 +66,7 @@ class ProductCache:
             # served from the catalog, and so that a dropped subscription is never silently
             # re-established by redis-py without our flush.
             self._redis = redis.Redis.from_url(
-                redis_url_for(settings),
+                settings.effective_redis_url,
                 socket_timeout=settings.redis_timeout,
                 socket_connect_timeout=settings.redis_timeout,
                 retry=redis.retry.Retry(redis.backoff.NoBackoff(), 0),
