@@ -11,11 +11,9 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_CATALOG = Path(__file__).resolve().parent / "data" / "toys.json"
+from app.common.config import Settings
 
-# Names must pass the same checks as names in requests (Settings.max_name_length), or a toy
-# could never be ordered.
-MAX_NAME_LENGTH = 64
+DEFAULT_CATALOG = Path(__file__).resolve().parent / "data" / "toys.json"
 
 _ADJECTIVES = (
     "Red",
@@ -89,7 +87,7 @@ def _parse_toy(entry: object, where: str, max_name_length: int) -> Toy:
 
 
 def load_toys(
-    path: str | Path = DEFAULT_CATALOG, max_name_length: int = MAX_NAME_LENGTH
+    path: str | Path = DEFAULT_CATALOG, max_name_length: int = Settings.max_name_length
 ) -> list[Toy]:
     """Read and check a catalog file; raises ValueError on anything the store cannot hold."""
     path = Path(path)
