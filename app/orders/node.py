@@ -363,8 +363,10 @@ class OrderNode:
                         after = self.replica.commit_index
                     their_commit, entries = self.peers.committed_after(peer_id, after)
                     with self._locked() as replica:
-                        added = replica.install_committed(entries, their_commit)
-                    if not added or their_commit <= self.replica.commit_index:
+                        replica.install_committed(entries, their_commit)
+                        now = replica.commit_index
+                    # Page on while each page moves us forward and the peer has more.
+                    if now <= after or now >= their_commit:
                         break
             except ServiceUnavailable:
                 continue
