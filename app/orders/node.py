@@ -54,7 +54,11 @@ class OrderNode:
         )
         self.replica = Replica(self.id, self.peers.ids, settings.quorum_size, self.storage)
         self.lock = threading.Lock()
-        self.changed = threading.Condition(self.lock)  # role, log or commit index changed
+        # Two conditions on the one lock, so that a new entry wakes only the replicators and a
+        # commit wakes only the orders waiting for it (one wake-up per order per round instead
+        # of every waiter on every change).
+        self.commits = threading.Condition(self.lock)  # commit index, role, term, readiness
+        self.appends = threading.Condition(self.lock)  # new entries to send, role, term
         self.stopping = threading.Event()
         self.voters = ThreadPoolExecutor(max_workers=max(1, len(self.peers.ids)))
         self.settled_upto = NO_INDEX
@@ -87,8 +91,9 @@ class OrderNode:
 
     def stop(self) -> None:
         self.stopping.set()
-        with self.changed:
-            self.changed.notify_all()
+        with self.lock:
+            self.commits.notify_all()
+            self.appends.notify_all()
         for thread in self.threads:
             thread.join(timeout=2)
         self.voters.shutdown(wait=False)
@@ -97,20 +102,21 @@ class OrderNode:
     @contextmanager
     def _locked(self) -> Iterator[Replica]:
         """The replica under the lock; logs role changes and wakes waiters afterwards."""
-        with self.changed:
-            before = self._snapshot()
+        with self.lock:
+            r = self.replica
+            role, term, commit, last, ready = r.role, r.term, r.commit_index, r.last_index, r.ready
             try:
-                yield self.replica
+                yield r
             finally:
-                after = self._snapshot()
-                if after != before:
-                    self.changed.notify_all()
-                if before[0] == Role.LEADER and after[0] != Role.LEADER:
-                    log_event(log, "stepped down", replica=self.id, term=after[1])
-
-    def _snapshot(self) -> tuple:
-        r = self.replica
-        return (r.role, r.term, r.commit_index, r.last_index, r.ready)
+                leadership = (r.role, r.term) != (role, term)
+                if leadership or r.last_index > last:
+                    self.appends.notify_all()
+                # A shorter log means abandoned entries: their waiters must see them gone.
+                shorter = r.last_index < last
+                if leadership or shorter or (r.commit_index, r.ready) != (commit, ready):
+                    self.commits.notify_all()
+                if role == Role.LEADER and r.role != Role.LEADER:
+                    log_event(log, "stepped down", replica=self.id, term=r.term)
 
     # Status --------------------------------------------------------------------------
 
@@ -162,7 +168,7 @@ class OrderNode:
 
     def _await_commit(self, entry: Entry) -> int:
         deadline = time.monotonic() + self.settings.commit_timeout
-        with self.changed:
+        with self.lock:
             while True:
                 replica = self.replica
                 current = replica.entry_for_key(entry.key)
@@ -175,7 +181,7 @@ class OrderNode:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                self.changed.wait(remaining)
+                self.commits.wait(remaining)
         with self._locked() as replica:
             removed = replica.abandon(entry.index)
             self.undoing.update(gone.key for gone in removed)
@@ -268,13 +274,13 @@ class OrderNode:
 
     def _wait_ready(self, term: int) -> None:
         deadline = time.monotonic() + self.settings.commit_timeout
-        with self.changed:
+        with self.lock:
             replica = self.replica
             while not replica.ready:
                 remaining = deadline - time.monotonic()
                 if replica.role != Role.LEADER or replica.term != term or remaining <= 0:
                     raise ApiError(503, "This replica could not get its log onto a majority.")
-                self.changed.wait(remaining)
+                self.commits.wait(remaining)
             self.settled_upto = replica.commit_index
 
     def _reconcile(self, term: int) -> None:
@@ -319,11 +325,11 @@ class OrderNode:
         interval = self.settings.heartbeat_interval
         last_sent = 0.0
         while not self.stopping.is_set():
-            with self.changed:
+            with self.lock:
                 replica = self.replica
                 due = time.monotonic() - last_sent >= interval
                 if replica.role != Role.LEADER or not (due or replica.has_pending(peer_id)):
-                    self.changed.wait(interval)
+                    self.appends.wait(interval)
                     continue
                 request = replica.make_append(peer_id, self.settings.replication_batch)
             last_sent = time.monotonic()
