@@ -3,7 +3,6 @@ heal everything, then hand the history and the final state to the checker."""
 
 from __future__ import annotations
 
-import logging
 import random
 import shutil
 import threading
@@ -21,8 +20,6 @@ from app.chaos.faults import Injector, Schedule
 from app.chaos.history import History
 from app.cluster import Cluster
 from app.observe import wait_converged
-
-log = logging.getLogger(__name__)
 
 VERSION_HEADER = "X-Product-Version"
 # A client waits this long beyond the front-end's ORDER_DEADLINE before it calls a request
@@ -177,11 +174,8 @@ def settle(cluster: Cluster, timeout: float = 60.0) -> None:
     raise TimeoutError("the replicas did not converge after the run")
 
 
-def run(
-    options: ChaosOptions,
-    env: Mapping[str, str] | None = None,
-    overrides: Mapping[str, str] | None = None,
-) -> Report:
+def run(options: ChaosOptions, env: Mapping[str, str] | None = None) -> Report:
+    """Run one chaos round; ``env`` is the store's environment (default: this process's)."""
     seed = options.seed if options.seed is not None else random.SystemRandom().randrange(2**32)
     rng = random.Random(seed)
     for path in (options.data_dir, options.log_dir):
@@ -191,7 +185,6 @@ def run(
         log_dir=options.log_dir,
         free_ports=True,
         env=env,
-        overrides=overrides,
     )
     settings = cluster.settings
     timeout = settings.order_deadline + TIMEOUT_MARGIN
