@@ -30,14 +30,12 @@ def measure(seconds: float, quick: bool) -> dict:
         "seconds_per_point": seconds,
         "users": scenarios.USERS,
     }
-    _log("ceiling: minimal Flask app, one Redis GET per request")
-    results["ceiling"] = scenarios.ceiling(work, seconds).summary()
-    _log("cached product queries")
-    with scenarios.store(work, "cache-on") as cluster:
-        results["cached_query"] = scenarios.query_load(cluster.frontend_url, seconds).summary()
-    _log("product queries with CACHE_ENABLED=0")
-    with scenarios.store(work, "cache-off", CACHE_ENABLED="0") as cluster:
-        results["uncached_query"] = scenarios.query_load(cluster.frontend_url, seconds).summary()
+    rounds = 3
+    _log(f"queries: ceiling, cached, cache off; {rounds} alternating rounds, best of each")
+    queries = scenarios.query_comparison(work, seconds * rounds, rounds)
+    results["ceiling"] = queries["ceiling"].summary()
+    results["cached_query"] = queries["cached"].summary()
+    results["uncached_query"] = queries["uncached"].summary()
     users = [1, 4, 16] if quick else [1, 4, 16, 64]
     _log(f"orders at {users} concurrent users")
     results["orders"] = {

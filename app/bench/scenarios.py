@@ -22,7 +22,7 @@ import requests
 
 from app.bench.loadgen import LoadResult, run_load
 from app.catalog.catalog_data import write_catalog
-from app.cluster import Cluster, gunicorn_argv
+from app.cluster import Cluster, Ports, gunicorn_argv
 
 USERS = 16  # the concurrency the targets are stated at
 
@@ -63,22 +63,44 @@ def query_load(url: str, seconds: float, users: int = USERS, toy: str = "Tux") -
     return run_load(url, lambda _: ("GET", path, None, None), users, seconds)
 
 
-def ceiling(workdir: Path, seconds: float) -> LoadResult:
-    """A minimal Flask app on the front-end's Gunicorn settings answering with one Redis GET."""
-    with store(workdir, "ceiling", FRONTEND_WORKERS="4") as cluster:
-        # Reuse this cluster's Redis; stop the front-end so the two never share the CPU.
-        cluster.stop_one("frontend")
-        settings = cluster.settings
-        port = cluster.ports.frontend
-        argv = gunicorn_argv("frontend", settings, port, app_module="app.bench.ceiling")
-        env = {**cluster.specs["frontend"].env, "REDIS_URL": cluster.redis_url}
-        proc = subprocess.Popen(argv, env=env, start_new_session=True, stderr=subprocess.DEVNULL)
-        try:
-            _wait_ok(f"{cluster.frontend_url}/products/Tux")
-            return query_load(cluster.frontend_url, seconds)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=10)
+@contextlib.contextmanager
+def ceiling_app(cluster: Cluster) -> Iterator[str]:
+    """The ceiling app on a free port, with the front-end's Gunicorn settings and the
+    cluster's Redis; yields its URL."""
+    port = Ports.free().frontend
+    argv = gunicorn_argv("frontend", cluster.settings, port, app_module="app.bench.ceiling")
+    env = {**cluster.specs["frontend"].env, "REDIS_URL": cluster.redis_url}
+    proc = subprocess.Popen(argv, env=env, start_new_session=True, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ok(f"{url}/products/Tux")
+        yield url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+
+
+def query_comparison(workdir: Path, seconds: float, rounds: int) -> dict[str, LoadResult]:
+    """Cached queries, the ceiling and cache-off queries, measured in alternating short rounds
+    while all three run side by side; each keeps its best round. Load from anything else on
+    the machine then falls on all three alike, which keeps their ratios honest."""
+    best: dict[str, LoadResult] = {}
+    with (
+        store(workdir, "cache-on") as cached,
+        store(workdir, "cache-off", CACHE_ENABLED="0") as uncached,
+        ceiling_app(cached) as ceiling_url,
+    ):
+        targets = {
+            "ceiling": ceiling_url,
+            "cached": cached.frontend_url,
+            "uncached": uncached.frontend_url,
+        }
+        for _ in range(rounds):
+            for name, url in targets.items():
+                result = query_load(url, seconds / rounds)
+                if name not in best or result.throughput > best[name].throughput:
+                    best[name] = result
+    return best
 
 
 def order_factory(toys: list[str]):
