@@ -19,7 +19,9 @@ RESULTS_END = "<!-- bench results end -->"
 
 
 def _log(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
+    """The command's progress on stderr, for the person running it."""
+    sys.stderr.write(f"[bench] {message}\n")
+    sys.stderr.flush()
 
 
 def measure(seconds: float, quick: bool) -> dict:
