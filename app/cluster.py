@@ -164,6 +164,9 @@ def gunicorn_argv(
         "--workers", str(workers),
         "--threads", str(threads),
         "--graceful-timeout", "3",
+        # Callers keep pooled connections open between calls; Gunicorn's default of 2 s
+        # closes them so often that a reused one is sometimes closed mid-request.
+        "--keep-alive", "30",
         "--log-level", "warning",
         *_gunicorn_flags(),
     ]  # fmt: skip

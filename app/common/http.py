@@ -8,11 +8,12 @@ calls; on a 2-core machine that CPU is the store's throughput.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from http.client import RemoteDisconnected
 from typing import Any
 
 import orjson
 import urllib3
-from urllib3.exceptions import HTTPError, NewConnectionError
+from urllib3.exceptions import HTTPError, NewConnectionError, ProtocolError
 
 
 class ServiceUnavailable(Exception):
@@ -65,22 +66,33 @@ class ServiceClient:
         body = None if json is None else orjson.dumps(json)
         all_headers = {"Content-Type": "application/json"} if body is not None else {}
         all_headers.update(headers or {})
-        try:
-            response = self.pool.urlopen(
-                method,
-                path,
-                body=body,
-                headers=all_headers,
-                timeout=timeout or self.timeout,
-                retries=False,
-                redirect=False,
-            )
-        except NewConnectionError as exc:
-            # Refused (or unroutable): the request never left this process.
-            raise ServiceUnavailable(url, "connection failed", maybe_delivered=False) from exc
-        except HTTPError as exc:
-            # Timed out, reset, or cut off mid-reply: the request may have arrived.
-            raise ServiceUnavailable(url, type(exc).__name__, maybe_delivered=True) from exc
+        # A GET goes out a second time only if the server dropped the kept-alive connection
+        # before any reply: Gunicorn closes idle connections on its own schedule, and a reused
+        # one can be closed just as the request is sent. A GET changes nothing, so resending
+        # it is safe; other methods are left to their callers' idempotency keys.
+        attempts = 2 if method == "GET" else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                response = self.pool.urlopen(
+                    method,
+                    path,
+                    body=body,
+                    headers=all_headers,
+                    timeout=timeout or self.timeout,
+                    retries=False,
+                    redirect=False,
+                )
+                break
+            except NewConnectionError as exc:
+                # Refused (or unroutable): the request never left this process.
+                raise ServiceUnavailable(url, "connection failed", maybe_delivered=False) from exc
+            except ProtocolError as exc:
+                if attempt < attempts and _dropped_before_reply(exc):
+                    continue
+                raise ServiceUnavailable(url, "connection broken", maybe_delivered=True) from exc
+            except HTTPError as exc:
+                # Timed out, or cut off mid-reply: the request may have arrived.
+                raise ServiceUnavailable(url, type(exc).__name__, maybe_delivered=True) from exc
         try:
             data = orjson.loads(response.data)
         except orjson.JSONDecodeError as exc:
@@ -97,3 +109,9 @@ class ServiceClient:
 
     def close(self) -> None:
         self.pool.close()
+
+
+def _dropped_before_reply(exc: ProtocolError) -> bool:
+    """The server closed the connection before sending a byte of its reply."""
+    reason = exc.args[1] if len(exc.args) > 1 else None
+    return isinstance(reason, RemoteDisconnected | ConnectionResetError | BrokenPipeError)

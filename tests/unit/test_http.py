@@ -42,3 +42,53 @@ def test_reply_cut_off_is_unavailable_not_an_exception():
     finally:
         client.close()
         server.close()
+
+
+def _drops_first_connection_server() -> tuple[socket.socket, int, list[bytes]]:
+    """Closes its first connection after reading the request, without a byte of reply (a
+    kept-alive connection the server timed out just as it was reused), then answers."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(2)
+    requests_seen: list[bytes] = []
+
+    def serve() -> None:
+        for answer in (False, True):
+            conn, _ = server.accept()
+            with conn:
+                requests_seen.append(conn.recv(65536))
+                if answer:
+                    body = b'{"data": {"ok": true}}'
+                    conn.sendall(
+                        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+                    )
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server, server.getsockname()[1], requests_seen
+
+
+def test_get_is_resent_once_when_the_connection_drops_before_a_reply():
+    # Found by a chaos run: a product read got a 503 with no fault anywhere, because the
+    # catalog's Gunicorn closed an idle kept-alive connection just as the front-end reused it.
+    server, port, seen = _drops_first_connection_server()
+    client = ServiceClient(f"http://127.0.0.1:{port}", timeout=2)
+    try:
+        assert client.get("/products/Tux").data == {"ok": True}
+        assert len(seen) == 2
+    finally:
+        client.close()
+        server.close()
+
+
+def test_post_is_not_resent_when_the_connection_drops():
+    server, port, seen = _drops_first_connection_server()
+    client = ServiceClient(f"http://127.0.0.1:{port}", timeout=2)
+    try:
+        with pytest.raises(ServiceUnavailable) as caught:
+            client.post("/purchases", json={"key": "k"})
+        assert caught.value.maybe_delivered
+        assert len(seen) == 1
+    finally:
+        client.close()
+        server.close()
