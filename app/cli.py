@@ -115,13 +115,6 @@ def cmd_health(args: argparse.Namespace) -> int:
     return 0 if healthy else 1
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def cmd_gen_catalog(args: argparse.Namespace) -> int:
     """Write a generated catalog of ``count`` toys as JSON (for benchmarks and eviction tests)."""
     from app.catalog.catalog_data import write_catalog
@@ -205,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     health.set_defaults(func=cmd_health)
 
     gen = commands.add_parser("gen-catalog", help="write a generated catalog of N toys")
-    gen.add_argument("--count", type=_positive_int, required=True, help="number of toys")
+    gen.add_argument("--count", type=client_cli.at_least_one, required=True, help="number of toys")
     gen.add_argument("--out", type=Path, required=True, help="JSON file to write")
     gen.set_defaults(func=cmd_gen_catalog)
 
@@ -215,7 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
         "chaos", help="inject random faults under concurrent shoppers, then check consistency"
     )
     chaos.add_argument("--duration", type=float, default=None, help="seconds (default 300)")
-    chaos.add_argument("--shoppers", type=_positive_int, default=8, help="concurrent shoppers")
+    chaos.add_argument(
+        "--shoppers", type=client_cli.at_least_one, default=8, help="concurrent shoppers"
+    )
     chaos.add_argument("--seed", type=int, default=None, help="seed of the fault schedule")
     chaos.add_argument("--min-gap", type=float, default=None, help="least seconds between faults")
     chaos.add_argument("--max-gap", type=float, default=None, help="most seconds between faults")
