@@ -33,6 +33,7 @@ import redis
 import requests
 
 from app.common.config import Settings
+from app.orders.log import replica_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 REDIS_CONF = ROOT / "redis" / "redis.conf"
@@ -310,7 +311,8 @@ class Cluster:
             elif kind == "replica":
                 rid = int(name.split("-", 1)[1])
                 argv = gunicorn_argv(kind, settings, ports.replicas[rid], python)
-                env_ = {**shared, "REPLICA_ID": str(rid)}
+                own_dir = str(replica_dir(data_dir, rid))
+                env_ = {**shared, "REPLICA_ID": str(rid), "DATA_DIR": own_dir}
                 specs[name] = ServiceSpec(
                     name, argv, env_, ports.replicas[rid], f"{replica_urls[rid]}/health"
                 )

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 import requests
 
 from app.cluster import Cluster
-from app.orders.log import read_orders
+from app.orders.log import read_orders, replica_log_path
 
 OrderRow = tuple[int, str, int, str]  # number, toy, quantity, idempotency key
 
@@ -50,9 +50,8 @@ def wait_converged(cluster: Cluster, timeout: float = 30.0) -> bool:
 
 def replica_orders(cluster: Cluster) -> dict[int, list[OrderRow]]:
     """Every replica's committed orders, read from its SQLite file."""
-    return {
-        rid: read_orders(cluster.data_dir / f"orders-{rid}.sqlite3") for rid in cluster.replica_urls
-    }
+    data_dir = cluster.data_dir
+    return {rid: read_orders(replica_log_path(data_dir, rid)) for rid in cluster.replica_urls}
 
 
 def order_table_problems(orders: Mapping[int, list[OrderRow]]) -> list[str]:

@@ -21,7 +21,7 @@ from app.catalog.store import read_active_purchases, read_ledger
 from app.chaos.faults import KILL_FRONTEND_WORKER, NO_CATALOG_KINDS, NO_MAJORITY_KINDS
 from app.chaos.history import read_history
 from app.observe import order_table_problems
-from app.orders.log import read_orders
+from app.orders.log import LOG_FILE, read_orders, replica_log_path
 
 # How long after a fault is healed its effects may still show (an election, a reconnect).
 GRACE = 3.0
@@ -104,7 +104,7 @@ def check(history: Path, data_dir: Path, redis_url: str | None = None) -> Report
 
 
 def _replica_ids(data_dir: Path) -> list[int]:
-    return sorted(int(p.stem.split("-")[1]) for p in data_dir.glob("orders-*.sqlite3"))
+    return sorted(int(p.parent.name.split("-")[1]) for p in data_dir.glob(f"replica-*/{LOG_FILE}"))
 
 
 def _fault_windows(records: list[dict[str, Any]], report: Report) -> list[FaultWindow]:
@@ -130,7 +130,7 @@ def _check_replicas(
     """Committed orders identical on every replica, numbered 0.. with no gap, one per key."""
     orders = {}
     for rid in replica_ids:
-        path = data_dir / f"orders-{rid}.sqlite3"
+        path = replica_log_path(data_dir, rid)
         if path.exists():
             orders[rid] = read_orders(path)
         else:

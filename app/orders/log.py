@@ -12,6 +12,20 @@ from pathlib import Path
 
 from app.orders.replication import NO_INDEX, Entry, Meta, Write
 
+LOG_FILE = "orders.sqlite3"  # inside the replica's own DATA_DIR
+
+
+def replica_dir(data_dir: Path, replica_id: int) -> Path:
+    """The directory `toystore up` gives replica ``replica_id`` under its DATA_DIR; a replica
+    started alone (`toystore serve replica`) uses its DATA_DIR as given."""
+    return data_dir / f"replica-{replica_id}"
+
+
+def replica_log_path(data_dir: Path, replica_id: int) -> Path:
+    """Replica ``replica_id``'s log file in the layout of `toystore up`."""
+    return replica_dir(data_dir, replica_id) / LOG_FILE
+
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
     id INTEGER PRIMARY KEY CHECK (id = 1),

@@ -22,7 +22,7 @@ from app.common.config import ConfigError, Settings
 from app.common.errors import ApiError
 from app.common.http import ServiceClient, ServiceUnavailable
 from app.common.logs import log_event
-from app.orders.log import SqliteLog
+from app.orders.log import LOG_FILE, SqliteLog
 from app.orders.peers import Peers
 from app.orders.replication import NO_INDEX, Entry, Replica, Role, TermTooLow, VoteReply
 
@@ -49,9 +49,7 @@ class OrderNode:
             settings.http_timeout,
         )
         self.catalog = ServiceClient(settings.catalog_url, settings.http_timeout)
-        self.storage = SqliteLog(
-            settings.data_dir / f"orders-{self.id}.sqlite3", settings.sqlite_synchronous
-        )
+        self.storage = SqliteLog(settings.data_dir / LOG_FILE, settings.sqlite_synchronous)
         self.replica = Replica(self.id, self.peers.ids, settings.quorum_size, self.storage)
         self.lock = threading.Lock()
         # Two conditions on the one lock, so that a new entry wakes only the replicators and a

@@ -11,7 +11,7 @@ import pytest
 from app.catalog.catalog_data import Toy
 from app.catalog.store import CatalogStore
 from app.chaos.checker import check
-from app.orders.log import SqliteLog
+from app.orders.log import SqliteLog, replica_log_path
 from app.orders.replication import Entry, Meta, Write
 
 ORDERS = [("k0", "Tux", 2), ("k1", "Fox", 1)]
@@ -27,7 +27,7 @@ def _make_state(data_dir: Path, orders=ORDERS, replicas=(1, 2, 3), extra_purchas
     store.close()
     entries = [Entry(i, 1, name, qty, key) for i, (key, name, qty) in enumerate(orders)]
     for rid in replicas:
-        log = SqliteLog(data_dir / f"orders-{rid}.sqlite3")
+        log = SqliteLog(replica_log_path(data_dir, rid))
         log.write(Write(Meta(1, None, 1, len(entries) - 1), entries=entries, applied_from=0))
         log.close()
 
@@ -114,7 +114,7 @@ def test_a_fault_explains_its_503_and_broken_connections(tmp_path):
 
 def test_a_replica_that_differs_is_found(tmp_path):
     _make_state(tmp_path)
-    log = SqliteLog(tmp_path / "orders-2.sqlite3")
+    log = SqliteLog(replica_log_path(tmp_path, 2))
     extra = Entry(2, 1, "Tux", 1, "k2")
     log.write(Write(Meta(1, None, 1, 2), entries=[extra], applied_from=2))
     log.close()
