@@ -8,6 +8,7 @@
   defaults. The Cluster has the URLs (``frontend_url``, ``catalog_url``, ``replica_urls``,
   ``redis_url``) and kills or restarts services. Everything is stopped afterwards.
 - ``stack``: one module-wide Cluster with every service.
+- ``small_disks``: tmpfs mounts for a replica's directory, to fill or make read-only (root).
 
 When a test fails, the tail of each service's log is added to its report.
 """
@@ -17,12 +18,13 @@ from __future__ import annotations
 import os
 import re
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
 
 from app.cluster import Cluster
+from tests.support import SmallDisks
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,7 +57,10 @@ class ClusterFactory:
         self.clusters: list[Cluster] = []
 
     def __call__(
-        self, services: list[str] | None = None, env: Mapping[str, str] | None = None
+        self,
+        services: list[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        before_start: Callable[[Cluster], None] | None = None,
     ) -> Cluster:
         where = self.base_dir / f"cluster-{len(self.clusters)}"
         cluster = Cluster.create(
@@ -67,6 +72,8 @@ class ClusterFactory:
             overrides=env,
         )
         self.clusters.append(cluster)
+        if before_start is not None:
+            before_start(cluster)  # e.g. mount a small disk where a replica keeps its data
         cluster.start()
         return cluster
 
@@ -80,6 +87,14 @@ def cluster_factory(tmp_path: Path) -> Iterator[ClusterFactory]:
     factory = ClusterFactory(tmp_path)
     yield factory
     factory.close()
+
+
+@pytest.fixture
+def small_disks() -> Iterator[SmallDisks]:
+    """Request it before ``cluster_factory``, so the disks outlive the cluster on them."""
+    disks = SmallDisks()
+    yield disks
+    disks.close()
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import random
+import subprocess
+import threading
 import uuid
 from collections import Counter
+from pathlib import Path
 
+import pytest
 import requests
 
 from app.cluster import Cluster
@@ -17,6 +24,8 @@ from app.observe import (
 )
 
 JSON = {"Content-Type": "application/json"}
+TOYS = ["Tux", "Whale", "Fox", "Python", "Barbie", "Lego", "Monopoly", "Frisbee"]
+NO_RESTOCK = {"RESTOCK_INTERVAL": "3600"}
 
 
 def order(session, url: str, name: str, quantity: int, key: str | None = None):
@@ -50,3 +59,86 @@ def assert_stock_adds_up(cluster: Cluster, orders: list[OrderRow]) -> None:
 
 def new_key() -> str:
     return uuid.uuid4().hex
+
+
+class Shoppers:
+    """Threads that place orders with fresh keys until stopped, recording every reply."""
+
+    def __init__(self, url: str, count: int) -> None:
+        self.url = url
+        self.stop = threading.Event()
+        self.placed: list[tuple[str, int, str, int]] = []  # key, number, name, quantity
+        self.sold_out = 0  # 400s for lack of stock: a real answer, not a failure
+        self.errors: list[tuple[int, str]] = []
+        self.threads = [threading.Thread(target=self._run, args=(i,)) for i in range(count)]
+
+    def __enter__(self) -> Shoppers:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=30)
+
+    def _run(self, seed: int) -> None:
+        session = requests.Session()
+        rng = random.Random(seed)
+        while not self.stop.is_set():
+            key, name, quantity = new_key(), rng.choice(TOYS), rng.randint(1, 2)
+            reply = order(session, self.url, name, quantity, key)
+            if reply.status_code == 200:
+                self.placed.append((key, reply.json()["data"]["order_number"], name, quantity))
+            elif reply.status_code == 400 and "left" in reply.json()["error"]["message"]:
+                self.sold_out += 1
+            else:
+                self.errors.append((reply.status_code, reply.text))
+
+
+def assert_acknowledged_orders_kept(cluster, placed) -> None:
+    orders = assert_replicas_identical(cluster)
+    by_number = {number: (key, name, quantity) for number, name, quantity, key in orders}
+    for key, number, name, quantity in placed:
+        assert by_number.get(number) == (key, name, quantity), f"order {number} lost or changed"
+    assert_stock_adds_up(cluster, orders)
+
+
+class SmallDisks:
+    """Small tmpfs mounts standing in for a replica's own disk: filled to ENOSPC, and
+    unmounted at the end. Needs root; the test is skipped (with the reason
+    printed) where mounting is not possible."""
+
+    def __init__(self) -> None:
+        self.mounted: list[Path] = []
+
+    def mount(self, path: Path, size: str = "8m") -> Path:
+        if os.geteuid() != 0:
+            pytest.skip("mounting a small disk (tmpfs) needs root")
+        path.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+        self.mounted.append(path)
+        return path
+
+    @staticmethod
+    def fill(path: Path) -> Path:
+        """Write zeros until the disk is full; the filler file is returned for freeing it."""
+        filler = path / "filler"
+        chunk = b"\0" * 65536
+        with open(filler, "wb", buffering=0) as out:
+            try:
+                while True:
+                    out.write(chunk)
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC, exc
+        return filler
+
+    def close(self) -> None:
+        for path in reversed(self.mounted):
+            subprocess.run(["umount", "-l", str(path)], capture_output=True)

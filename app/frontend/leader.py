@@ -163,8 +163,8 @@ class OrderRouter:
         self._note_term(newest)
         for rid in ids:
             health = healths[rid]
-            if health is None:
-                continue
+            if health is None or health.get("can_lead") is False:
+                continue  # down, a learner rebuilding its disk, or its disk is failing
             # A leader of an older term than some replica has seen is about to be deposed.
             if _leads(health) and _term(health) >= newest:
                 chosen = (rid, _term(health))

@@ -1,16 +1,25 @@
-"""A replica's disk: its term and vote, the replicated log, and the committed orders.
+"""A replica's disk: its identity, term and vote, the replicated log, and the committed orders.
 
 One SQLite file per replica. ``write`` applies one ``replication.Write`` in one transaction,
-so a crash (SIGKILL) leaves either the old or the new state, never a mix. Committed entries are
-copied into ``orders``, the table an operator compares across replicas.
+so a crash (SIGKILL) leaves either the old or the new state, never a mix; a write the disk
+refuses (full, read-only, I/O error, failed fsync) raises ``StorageError`` having changed
+nothing. Committed entries are copied into ``orders``, the table an operator compares across
+replicas.
+
+A file created here is a blank directory: its meta row is written (and fsynced) with a fresh
+incarnation and ``voter = 0`` before the replica serves, so a replica that lost its disk comes
+back as a learner (membership.py).
 """
 
 from __future__ import annotations
 
+import contextlib
+import secrets
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
-from app.orders.replication import NO_INDEX, Entry, Meta, Write
+from app.orders.replication import NO_INDEX, Entry, Meta, SafetyViolation, StorageError, Write
 
 LOG_FILE = "orders.sqlite3"  # inside the replica's own DATA_DIR
 
@@ -32,7 +41,11 @@ CREATE TABLE IF NOT EXISTS meta (
     current_term INTEGER NOT NULL,
     voted_for INTEGER,
     log_term INTEGER NOT NULL,
-    commit_index INTEGER NOT NULL
+    commit_index INTEGER NOT NULL,
+    cluster_id TEXT NOT NULL,
+    incarnation TEXT NOT NULL,
+    voter INTEGER NOT NULL,
+    vote_floor INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS log (
     idx INTEGER PRIMARY KEY,
@@ -51,55 +64,114 @@ CREATE TABLE IF NOT EXISTS orders (
 """
 
 
+_META_COLUMNS = (
+    "current_term, voted_for, log_term, commit_index, cluster_id, incarnation, voter, vote_floor"
+)
+
+
+def _disk_error(exc: BaseException) -> bool:
+    """An error of the disk, not of our SQL: what makes a replica step aside."""
+    if isinstance(exc, OSError):
+        return True
+    return isinstance(exc, sqlite3.DatabaseError) and not isinstance(
+        exc, sqlite3.IntegrityError | sqlite3.ProgrammingError | sqlite3.InterfaceError
+    )
+
+
 class SqliteLog:
     """The replication.Storage of a replica. Calls are serialised by the replica's lock."""
 
     def __init__(self, path: Path, synchronous: str = "FULL") -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute(f"PRAGMA synchronous={synchronous}")
+        self.synchronous = synchronous
+        self.created = False  # this call found the directory blank and made a new identity
+        self.db = self._open()
         self.db.executescript(_SCHEMA)
-        self.db.execute(
-            "INSERT OR IGNORE INTO meta VALUES (1, 0, NULL, 0, ?)",
-            (NO_INDEX,),
+        cursor = self.db.execute(
+            f"INSERT OR IGNORE INTO meta (id, {_META_COLUMNS})"
+            " VALUES (1, 0, NULL, 0, ?, '', ?, 0, 0)",
+            (NO_INDEX, secrets.token_hex(8)),
         )
+        self.created = cursor.rowcount == 1
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={self.synchronous}")
+        return db
+
+    @contextlib.contextmanager
+    def _disk(self) -> Iterator[None]:
+        """Roll back whatever failed; a disk error becomes StorageError."""
+        try:
+            yield
+        except BaseException as exc:
+            with contextlib.suppress(sqlite3.Error):
+                self.db.execute("ROLLBACK")
+            if _disk_error(exc):
+                raise StorageError(f"{type(exc).__name__}: {exc}") from exc
+            raise
 
     def load(self) -> tuple[Meta, list[Entry]]:
-        term, voted_for, log_term, commit_index = self.db.execute(
-            "SELECT current_term, voted_for, log_term, commit_index FROM meta"
-        ).fetchone()
+        with self._disk():
+            return self._load()
+
+    def _load(self) -> tuple[Meta, list[Entry]]:
+        row = self.db.execute(f"SELECT {_META_COLUMNS} FROM meta").fetchone()
+        term, voted_for, log_term, commit_index, cluster_id, incarnation, voter, floor = row
         rows = self.db.execute("SELECT idx, term, name, quantity, key FROM log ORDER BY idx")
         entries = [Entry(*row) for row in rows]
-        return Meta(term, voted_for, log_term, commit_index), entries
+        meta = Meta(
+            term, voted_for, log_term, commit_index, cluster_id, incarnation, bool(voter), floor
+        )
+        return meta, entries
 
     def write(self, write: Write) -> None:
+        with self._disk():
+            self._write(write)
+
+    def _write(self, write: Write) -> None:
         meta = write.meta
         db = self.db
         db.execute("BEGIN IMMEDIATE")
-        try:
-            db.execute(
-                "UPDATE meta SET current_term=?, voted_for=?, log_term=?, commit_index=?",
-                (meta.current_term, meta.voted_for, meta.log_term, meta.commit_index),
+        [(commit_index,)] = db.execute("SELECT commit_index FROM meta").fetchall()
+        if write.truncate_after is not None and write.truncate_after < commit_index:
+            # replication.py refuses this already; the disk's own guard is the last line.
+            raise SafetyViolation(f"refusing to truncate below commit index {commit_index}")
+        db.execute(
+            "UPDATE meta SET current_term=?, voted_for=?, log_term=?, commit_index=?,"
+            " cluster_id=?, voter=?, vote_floor=?",
+            (
+                meta.current_term, meta.voted_for, meta.log_term, meta.commit_index,
+                meta.cluster_id, int(meta.voter), meta.vote_floor,
+            ),
+        )  # fmt: skip
+        if write.truncate_after is not None:
+            db.execute("DELETE FROM log WHERE idx > ?", (write.truncate_after,))
+        if write.entries:
+            db.executemany(
+                "INSERT INTO log (idx, term, name, quantity, key) VALUES (?, ?, ?, ?, ?)",
+                [(e.index, e.term, e.name, e.quantity, e.key) for e in write.entries],
             )
-            if write.truncate_after is not None:
-                db.execute("DELETE FROM log WHERE idx > ?", (write.truncate_after,))
-            if write.entries:
-                db.executemany(
-                    "INSERT INTO log (idx, term, name, quantity, key) VALUES (?, ?, ?, ?, ?)",
-                    [(e.index, e.term, e.name, e.quantity, e.key) for e in write.entries],
-                )
-            if write.applied_from is not None:
-                db.execute(
-                    "INSERT OR IGNORE INTO orders (number, name, quantity, key, term)"
-                    " SELECT idx, name, quantity, key, term FROM log WHERE idx BETWEEN ? AND ?",
-                    (write.applied_from, meta.commit_index),
-                )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
+        if write.applied_from is not None:
+            db.execute(
+                "INSERT OR IGNORE INTO orders (number, name, quantity, key, term)"
+                " SELECT idx, name, quantity, key, term FROM log WHERE idx BETWEEN ? AND ?",
+                (write.applied_from, meta.commit_index),
+            )
+        db.execute("COMMIT")
+
+    def reopen(self) -> None:
+        """A new connection and one durable write: raises StorageError while the disk still
+        fails. After a failed write or fsync, only what a fresh connection reads is trusted."""
+        with contextlib.suppress(sqlite3.Error):
+            self.db.close()
+        with self._disk():
+            self.db = self._open()
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("UPDATE meta SET current_term = current_term")
+            self.db.execute("COMMIT")
 
     def close(self) -> None:
         self.db.close()

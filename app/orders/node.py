@@ -3,12 +3,15 @@
 
 Threads: one replicator per peer (sends appends while this replica leads, heartbeats when
 idle, so group commit falls out naturally: whatever queued during a round goes in the next),
-one catch-up pass at start, and a settler that tells the catalog which purchases are final.
+one catch-up pass at start, a settler that tells the catalog which purchases are final, and a
+caretaker that asks the peers whether this replica may vote (membership.py) while it may not,
+and reopens the disk after a failed write until it works again.
 No network call is made while holding ``self.lock``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -23,14 +26,26 @@ from app.common.errors import ApiError
 from app.common.http import ServiceClient, ServiceUnavailable
 from app.common.logs import log_event
 from app.orders.log import LOG_FILE, SqliteLog
+from app.orders.membership import Plan, Status, decide
 from app.orders.peers import Peers
-from app.orders.replication import NO_INDEX, Entry, Replica, Role, TermTooLow, VoteReply
+from app.orders.replication import (
+    NO_INDEX,
+    Entry,
+    NotVoter,
+    Replica,
+    Role,
+    SafetyViolation,
+    StorageError,
+    TermTooLow,
+    VoteReply,
+)
 
 log = logging.getLogger(__name__)
 
 CATCH_UP_PAGE = 2000
 SETTLE_INTERVAL = 1.0
 SETTLE_CHUNK = 5000
+CARETAKER_INTERVAL = 0.2  # between membership probes, and between tries of a failed disk
 NOT_PLACED = "Too few order replicas answered; the order was not placed."
 OUTCOME_OPEN = "The order could not be confirmed on a majority in time; retry with the same key."
 
@@ -51,6 +66,7 @@ class OrderNode:
         self.catalog = ServiceClient(settings.catalog_url, settings.http_timeout)
         self.storage = SqliteLog(settings.data_dir / LOG_FILE, settings.sqlite_synchronous)
         self.replica = Replica(self.id, self.peers.ids, settings.quorum_size, self.storage)
+        self.disk_error = ""  # the last write error, while the disk fails
         self.lock = threading.Lock()
         # Two conditions on the one lock, so that a new entry wakes only the replicators and a
         # commit wakes only the orders waiting for it (one wake-up per order per round instead
@@ -77,8 +93,15 @@ class OrderNode:
             last_index=self.replica.last_index,
             commit_index=self.replica.commit_index,
             quorum=self.settings.quorum_size,
+            voter=self.replica.voter,
+            incarnation=self.replica.meta.incarnation,
+            new_directory=self.storage.created,
         )
-        targets = [(self._catch_up, "catch-up"), (self._settle_loop, "settler")]
+        targets = [
+            (self._catch_up, "catch-up"),
+            (self._settle_loop, "settler"),
+            (self._caretaker, "caretaker"),
+        ]
         targets += [
             (lambda p=pid: self._replicate(p), f"replicator-{pid}") for pid in self.peers.ids
         ]
@@ -99,13 +122,30 @@ class OrderNode:
 
     @contextmanager
     def _locked(self) -> Iterator[Replica]:
-        """The replica under the lock; logs role changes and wakes waiters afterwards."""
+        """The replica under the lock; logs role changes and wakes waiters afterwards.
+
+        A failed write (the replica has stepped aside) and a refused unsafe write both become
+        a 503 / 409 for the caller, never a 500."""
         with self.lock:
             r = self.replica
             role, term, commit, last, ready = r.role, r.term, r.commit_index, r.last_index, r.ready
+            voter = r.voter
             try:
                 yield r
+            except StorageError as exc:
+                if not self.disk_error:
+                    log_event(
+                        log, "disk failed; stepping aside", level=logging.ERROR,
+                        replica=self.id, error=str(exc), was_leader=role == Role.LEADER,
+                    )  # fmt: skip
+                self.disk_error = str(exc)
+                raise ApiError(503, f"Replica {self.id} cannot write to its disk.") from exc
+            except SafetyViolation as exc:
+                log_event(log, "refused an unsafe write", level=logging.ERROR, error=str(exc))
+                raise ApiError(409, f"Refused: {exc}.") from exc
             finally:
+                if r.voter and not voter:
+                    log_event(log, "promoted to voter", replica=self.id, term=r.term)
                 leadership = (r.role, r.term) != (role, term)
                 if leadership or r.last_index > last:
                     self.appends.notify_all()
@@ -129,7 +169,14 @@ class OrderNode:
                 "ready": r.ready,
                 "commit_index": r.commit_index,
                 "last_index": r.last_index,
+                "voter": r.voter,
+                "disk": "failed" if r.disk_failed else "ok",
+                "can_lead": r.can_lead,
             }
+
+    def status(self) -> Status:
+        with self.lock:
+            return self.replica.status()
 
     def _require_leader(self, replica: Replica) -> None:
         if replica.role != Role.LEADER:
@@ -154,14 +201,21 @@ class OrderNode:
             return self._await_commit(_same_order(existing, name, quantity)), None
 
         version = self._buy(key, name, quantity, term)
-        with self._locked() as replica:
-            if replica.role != Role.LEADER or replica.term != term:
-                # The next leader reconciles this purchase with its log (buys of older terms
-                # that are not in it are undone), so nothing leaks.
-                raise ApiError(421, f"Replica {self.id} stopped leading; the order was not placed.")
-            self._refuse_if_undoing(key)
-            existing = replica.entry_for_key(key)
-            entry = existing or replica.append_local(name, quantity, key)
+        try:
+            with self._locked() as replica:
+                if replica.role != Role.LEADER or replica.term != term:
+                    # The next leader reconciles this purchase with its log (buys of older
+                    # terms that are not in it are undone), so nothing leaks.
+                    raise ApiError(
+                        421, f"Replica {self.id} stopped leading; the order was not placed."
+                    )
+                self._refuse_if_undoing(key)
+                existing = replica.entry_for_key(key)
+                entry = existing or replica.append_local(name, quantity, key)
+        except ApiError:
+            if self.disk_error and existing is None:
+                self._undo(key, term)  # the entry never reached any disk
+            raise
         return self._await_commit(_same_order(entry, name, quantity)), version
 
     def _await_commit(self, entry: Entry) -> int:
@@ -233,6 +287,10 @@ class OrderNode:
     # Elections -----------------------------------------------------------------------
 
     def elect(self, term: int) -> dict:
+        with self.lock:
+            voter = self.replica.voter
+        if not voter:
+            self._join(None)  # a brand-new cluster may be forming right now
         with self._locked() as replica:
             if replica.role == Role.LEADER and replica.term >= term:
                 return {"leader_id": self.id, "term": replica.term}
@@ -240,6 +298,8 @@ class OrderNode:
                 request = replica.start_election(term)
             except TermTooLow as exc:
                 raise ApiError(409, f"The term must be above {exc.current_term}.") from exc
+            except NotVoter as exc:
+                raise ApiError(503, f"Replica {self.id} cannot stand for election now.") from exc
         log_event(log, "election started", replica=self.id, term=term)
         replies = self._collect_votes(request)
         with self._locked() as replica:
@@ -338,7 +398,8 @@ class OrderNode:
                     replica.on_unreachable(peer_id, request, delivered=exc.maybe_delivered)
                 self.stopping.wait(interval)
                 continue
-            with self._locked() as replica:
+            # A failed write while counting the reply has made this replica step aside.
+            with contextlib.suppress(ApiError), self._locked() as replica:
                 replica.on_append_reply(peer_id, request, reply)
 
     def handle_vote(self, request) -> VoteReply:
@@ -354,6 +415,7 @@ class OrderNode:
             entries = self.replica.committed_after(index, CATCH_UP_PAGE)
             return {
                 "commit_index": self.replica.commit_index,
+                "cluster_id": self.replica.meta.cluster_id,
                 "entries": [asdict(entry) for entry in entries],
             }
 
@@ -365,19 +427,64 @@ class OrderNode:
                 while True:
                     with self.lock:
                         after = self.replica.commit_index
-                    their_commit, entries = self.peers.committed_after(peer_id, after)
+                    their_commit, cluster_id, entries = self.peers.committed_after(peer_id, after)
                     with self._locked() as replica:
-                        replica.install_committed(entries, their_commit)
+                        replica.install_committed(entries, their_commit, cluster_id)
                         now = replica.commit_index
                     # Page on while each page moves us forward and the peer has more.
                     if now <= after or now >= their_commit:
                         break
-            except ServiceUnavailable:
+            except (ServiceUnavailable, ApiError):
                 continue
         with self.lock:
             end = self.replica.commit_index
         if end > start:
             log_event(log, "caught up", replica=self.id, from_index=start, to_index=end)
+
+    # Membership and the disk ---------------------------------------------------------
+
+    def _caretaker(self) -> None:
+        """While this replica may not vote, ask the peers whether it may (membership.py);
+        while its disk fails, try it again. Both are checked every CARETAKER_INTERVAL."""
+        plan = None
+        while not self.stopping.is_set():
+            with self.lock:
+                voter, failed = self.replica.voter, self.replica.disk_failed
+            if failed:
+                self._try_disk()
+            elif not voter:
+                plan = self._join(plan)
+            self.stopping.wait(CARETAKER_INTERVAL)
+
+    def _join(self, previous: Plan | None) -> Plan:
+        futures = {pid: self.voters.submit(self.peers.status, pid) for pid in self.peers.ids}
+        answers: dict[int, Status] = {}
+        for pid, future in futures.items():
+            with contextlib.suppress(ServiceUnavailable):
+                answers[pid] = future.result()
+        with contextlib.suppress(ApiError), self._locked() as replica:
+            decision = decide(replica.status(), len(replica.peer_ids), replica.quorum, answers)
+            if decision.plan == Plan.BOOTSTRAP:
+                replica.bootstrap(decision.floor)
+            elif decision.floor is not None:
+                replica.learn_floor(decision.floor)
+        if decision.plan != previous:
+            log_event(
+                log, "membership", replica=self.id, plan=decision.plan.value,
+                answered=sorted(answers), floor=decision.floor,
+            )  # fmt: skip
+        return decision.plan
+
+    def _try_disk(self) -> None:
+        try:
+            self.storage.reopen()
+        except StorageError as exc:
+            self.disk_error = str(exc)
+            return
+        with contextlib.suppress(ApiError), self._locked() as replica:
+            replica.reload()
+            self.disk_error = ""
+            log_event(log, "disk recovered", replica=self.id, last_index=replica.last_index)
 
     # Settling purchases --------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from app.common.http import ServiceClient, ServiceUnavailable
+from app.orders.membership import Status
 from app.orders.replication import AppendReply, AppendRequest, Entry, VoteReply, VoteRequest
 
 
@@ -55,6 +56,9 @@ class Peers:
     def append(self, peer_id: int, request: AppendRequest) -> AppendReply:
         return AppendReply(**self._data(peer_id, "POST", "/raft/append", to_json(request)))
 
-    def committed_after(self, peer_id: int, index: int) -> tuple[int, list[Entry]]:
+    def committed_after(self, peer_id: int, index: int) -> tuple[int, str, list[Entry]]:
         data = self._data(peer_id, "GET", f"/raft/committed?after={index}")
-        return data["commit_index"], [Entry(**e) for e in data["entries"]]
+        return data["commit_index"], data["cluster_id"], [Entry(**e) for e in data["entries"]]
+
+    def status(self, peer_id: int) -> Status:
+        return Status(**self._data(peer_id, "GET", "/raft/status"))

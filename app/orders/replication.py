@@ -21,6 +21,17 @@ number *i* (no room for Raft's no-op entry that a new leader commits to settle o
   enough, so the winner of any later election holds it.
 * A leader never loses a committed entry and never commits with a stale term: every message
   carries the term, and a replica that saw a higher term refuses the old leader.
+
+Two rules keep those promises when disks fail (docs/design.md, "Lost and failing disks"):
+
+* A replica whose directory was blank at start is not a *voter*: it grants no vote and starts
+  no election until ``membership.py`` has decided it may (a brand-new cluster, or a learner that
+  has synced with a leader and knows the terms its lost disk may have voted in). It still takes
+  appends, and counts towards commit once it holds the leader's whole log, like any follower.
+* A write that fails (disk full, read-only, I/O error, failed fsync) leaves memory as it was,
+  makes a leader step aside at once and the replica refuse everything that writes until
+  ``reload`` finds the disk working again. Nothing at or below the commit index is ever
+  truncated: ``_save`` refuses such a write outright.
 """
 
 from __future__ import annotations
@@ -28,6 +39,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Protocol
+
+from app.orders.membership import Status
 
 NO_INDEX = -1  # the index "before" the first entry; the log starts at index 0
 
@@ -53,6 +66,10 @@ class Meta:
     voted_for: int | None = None
     log_term: int = 0
     commit_index: int = NO_INDEX
+    cluster_id: str = ""  # set by the cluster's first leader; "" until this replica synced
+    incarnation: str = ""  # made when this replica's directory was created
+    voter: bool = True  # False for a directory that was blank at start, until promoted
+    vote_floor: int = 0  # never vote in a term at or below this (a lost disk's votes)
 
 
 @dataclass
@@ -65,10 +82,19 @@ class Write:
     applied_from: int | None = None  # entries [applied_from, meta.commit_index] became orders
 
 
+class StorageError(Exception):
+    """The disk refused a write (full, read-only, I/O error, failed fsync): nothing changed."""
+
+
+class SafetyViolation(RuntimeError):
+    """A write that would break a protocol invariant; refused before it reaches the disk."""
+
+
 class Storage(Protocol):
     def load(self) -> tuple[Meta, list[Entry]]: ...
 
-    def write(self, write: Write) -> None: ...
+    def write(self, write: Write) -> None:
+        """Apply ``write`` atomically and durably, or raise StorageError having changed nothing."""
 
 
 # Messages ------------------------------------------------------------------------------
@@ -88,6 +114,7 @@ class VoteReply:
     log_term: int = 0
     last_index: int = NO_INDEX
     entries: tuple[Entry, ...] = ()  # the voter's entries after the candidate's commit index
+    cluster_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -99,6 +126,7 @@ class AppendRequest:
     entries: tuple[Entry, ...]
     commit_index: int
     to_end: bool  # the entries reach the leader's last index
+    cluster_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -107,12 +135,18 @@ class AppendReply:
     success: bool
     last_index: int  # on success the matched index; on failure where the leader should back up to
     synced: bool = False  # the follower now holds a prefix of this leader's log
+    incarnation: str = ""  # a new one means the follower lost its disk: start it over
+    foreign: bool = False  # the follower belongs to another cluster and refuses this one
 
 
 class TermTooLow(Exception):
     def __init__(self, current_term: int) -> None:
         super().__init__(f"term must be above {current_term}")
         self.current_term = current_term
+
+
+class NotVoter(Exception):
+    """A learner (its disk was blank) or a replica whose disk fails cannot stand for election."""
 
 
 # The replica ---------------------------------------------------------------------------
@@ -128,6 +162,7 @@ class Progress:
     sent_index: int = NO_INDEX  # highest index ever sent: the follower may hold up to here
     sent_before: int = NO_INDEX  # sent_index before the message in flight (one at a time)
     reachable: bool = True
+    incarnation: str | None = None  # the follower's, as of its first reply this term
 
 
 class Replica:
@@ -143,6 +178,18 @@ class Replica:
         self.leader_id: int | None = None
         self.progress: dict[int, Progress] = {}
         self.term_start = NO_INDEX  # last index inherited when this replica became leader
+        self.disk_failed = False  # a write failed; nothing that writes is done until reload
+        self.learned_floor: int | None = None  # a learner's vote floor, once membership knows it
+
+    def reload(self) -> None:
+        """Start over from what the disk holds (after it failed and works again)."""
+        self.meta, entries = self.storage.load()
+        self.log = list(entries)
+        self.by_key = {entry.key: entry.index for entry in self.log}
+        self.role = Role.FOLLOWER
+        self.leader_id = None
+        self.progress = {}
+        self.disk_failed = False
 
     # Read-only views -----------------------------------------------------------------
 
@@ -169,6 +216,26 @@ class Replica:
         synced = 1 + sum(p.synced for p in self.progress.values())
         return synced >= self.quorum and self.commit_index >= self.term_start
 
+    def status(self) -> Status:
+        m = self.meta
+        return Status(
+            self.id, m.incarnation, m.cluster_id, m.current_term, m.vote_floor, m.log_term,
+            self.last_index, m.commit_index, m.voter,
+        )  # fmt: skip
+
+    @property
+    def has_history(self) -> bool:
+        """Holds orders, or has synced with a leader: the cluster has formed."""
+        return self.meta.log_term > 0 or self.last_index >= 0
+
+    @property
+    def voter(self) -> bool:
+        return self.meta.voter
+
+    @property
+    def can_lead(self) -> bool:
+        return self.meta.voter and not self.disk_failed
+
     def has_quorum_reachable(self) -> bool:
         return 1 + sum(p.reachable for p in self.progress.values()) >= self.quorum
 
@@ -185,12 +252,33 @@ class Replica:
 
     # Persistence -----------------------------------------------------------------------
 
+    def _require_disk(self) -> None:
+        if self.disk_failed:
+            raise StorageError("the disk failed earlier and has not been reloaded")
+
     def _save(self, meta: Meta, truncate_after: int | None = None, entries=()) -> None:
-        """Persist first, then change memory: a crash in between leaves the old state."""
+        """Persist first, then change memory: a crash in between leaves the old state, and so
+        does a failed write, after which this replica steps aside (see ``disk_failed``)."""
+        self._require_disk()
+        if truncate_after is not None and truncate_after < self.meta.commit_index:
+            raise SafetyViolation(
+                f"truncating after {truncate_after} would drop committed entries"
+                f" (commit index {self.meta.commit_index})"
+            )
+        if meta.commit_index < self.meta.commit_index:
+            raise SafetyViolation(
+                f"commit index {self.meta.commit_index} cannot go back to {meta.commit_index}"
+            )
         applied_from = None
         if meta.commit_index > self.meta.commit_index:
             applied_from = self.meta.commit_index + 1
-        self.storage.write(Write(meta, truncate_after, list(entries), applied_from))
+        try:
+            self.storage.write(Write(meta, truncate_after, list(entries), applied_from))
+        except StorageError:
+            self.disk_failed = True
+            self.role = Role.FOLLOWER
+            self.progress = {}
+            raise
         self.meta = meta
         if truncate_after is not None and truncate_after < self.last_index:
             for entry in self.log[truncate_after + 1 :]:
@@ -224,8 +312,10 @@ class Replica:
     # Elections -------------------------------------------------------------------------
 
     def start_election(self, term: int) -> VoteRequest:
-        if term <= self.term:
-            raise TermTooLow(self.term)
+        if not self.can_lead:
+            raise NotVoter()
+        if term <= max(self.term, self.meta.vote_floor):
+            raise TermTooLow(max(self.term, self.meta.vote_floor))
         self._save(replace(self.meta, current_term=term, voted_for=self.id))
         self.role = Role.CANDIDATE
         self.leader_id = None
@@ -233,7 +323,8 @@ class Replica:
         return VoteRequest(term, self.id, self.commit_index)
 
     def handle_vote(self, request: VoteRequest) -> VoteReply:
-        if request.term <= self.term:
+        self._require_disk()
+        if not self.voter or request.term <= max(self.term, self.meta.vote_floor):
             return VoteReply(self.term, granted=False)
         self._become_follower(request.term, leader_id=None, voted_for=request.candidate_id)
         return VoteReply(
@@ -242,6 +333,7 @@ class Replica:
             log_term=self.meta.log_term,
             last_index=self.last_index,
             entries=tuple(self.log[request.commit_index + 1 :]),
+            cluster_id=self.meta.cluster_id,
         )
 
     def finish_election(self, term: int, replies: dict[int, VoteReply]) -> bool:
@@ -252,15 +344,23 @@ class Replica:
         if higher > term:
             self._become_follower(higher, leader_id=None)
             return False
-        voters = {pid: r for pid, r in replies.items() if r.granted and r.term == term}
+        voters = {
+            pid: r
+            for pid, r in replies.items()
+            if r.granted and r.term == term and not self._foreign(r.cluster_id)
+        }
         if 1 + len(voters) < self.quorum:
             return False
         best = max(voters.values(), key=lambda r: (r.log_term, r.last_index), default=None)
-        new_meta = replace(self.meta, log_term=term)
-        if best is not None and (best.log_term, best.last_index) > (
+        adopt = best is not None and (best.log_term, best.last_index) > (
             self.meta.log_term,
             self.last_index,
-        ):
+        )
+        # The cluster's identity follows the log: the adopted one's, else ours, else made now
+        # by the cluster's first leader.
+        cluster_id = (adopt and best.cluster_id) or self.meta.cluster_id
+        new_meta = replace(self.meta, log_term=term, cluster_id=cluster_id or self._new_id(term))
+        if adopt:
             # Our committed prefix is in every log; the rest comes from the best voter, whose
             # entries start right after the commit index we sent it.
             truncate_after, new_entries = self._merge(best.entries)
@@ -278,6 +378,15 @@ class Replica:
         }
         self._advance_commit()
         return True
+
+    def _new_id(self, term: int) -> str:
+        return f"{self.meta.incarnation or f'replica-{self.id}'}.{term}"
+
+    def _foreign(self, cluster_id: str) -> bool:
+        """Another cluster's replica: we hold committed orders of ours, and it of its own (an
+        identity only becomes binding with the first committed order)."""
+        mine = self.meta.cluster_id
+        return bool(mine and cluster_id and cluster_id != mine and self.commit_index >= 0)
 
     def handle_leader_notice(self, leader_id: int, term: int) -> None:
         if term > self.term:
@@ -309,6 +418,7 @@ class Replica:
             entries=entries,
             commit_index=self.commit_index,
             to_end=last_sent == self.last_index,
+            cluster_id=self.meta.cluster_id,
         )
 
     def has_pending(self, peer_id: int) -> bool:
@@ -325,6 +435,16 @@ class Replica:
         if self.role != Role.LEADER or request.term != self.term or progress is None:
             return  # a reply to an earlier term's message
         progress.reachable = True
+        if reply.incarnation != progress.incarnation:
+            if progress.incarnation is not None:
+                # The follower's directory was replaced: whatever it held is gone. (It may hold
+                # what was sent since, so sent_index stays.)
+                progress.next_index = self.last_index + 1
+                progress.match_index = NO_INDEX
+                progress.synced = False
+            progress.incarnation = reply.incarnation
+        if reply.foreign:
+            return  # never counted, never sent entries it would refuse anyway
         if reply.success:
             progress.match_index = max(progress.match_index, reply.last_index)
             progress.next_index = max(progress.next_index, progress.match_index + 1)
@@ -381,15 +501,23 @@ class Replica:
 
     # Replication: follower side ------------------------------------------------------
 
+    def _reply(self, success: bool, last_index: int, **kwargs) -> AppendReply:
+        return AppendReply(
+            self.term, success, last_index, incarnation=self.meta.incarnation, **kwargs
+        )
+
     def handle_append(self, request: AppendRequest) -> AppendReply:
+        self._require_disk()  # a replica whose disk fails acknowledges nothing
         if request.term < self.term:
-            return AppendReply(self.term, success=False, last_index=self.last_index)
+            return self._reply(False, self.last_index)
+        if self._foreign(request.cluster_id):
+            return self._reply(False, self.last_index, foreign=True)
         if request.term > self.term or self.role != Role.FOLLOWER:
             self._become_follower(request.term, request.leader_id)
         self.leader_id = request.leader_id
         prev = request.prev_index
         if prev > self.last_index or (prev >= 0 and self.term_at(prev) != request.prev_term):
-            return AppendReply(self.term, success=False, last_index=min(self.last_index, prev - 1))
+            return self._reply(False, min(self.last_index, prev - 1))
 
         truncate_after, new_entries = self._merge(request.entries)
         matched = prev + len(request.entries)
@@ -406,20 +534,47 @@ class Replica:
                     truncate_after = end
             meta = replace(meta, log_term=request.term)
         commit = max(meta.commit_index, min(request.commit_index, matched))
-        meta = replace(meta, commit_index=commit)
+        # Not foreign (checked above), so the leader's identity is ours from now on.
+        meta = replace(meta, commit_index=commit, cluster_id=request.cluster_id or meta.cluster_id)
+        meta = self._promoted(meta)
         if meta != self.meta or truncate_after is not None or new_entries:
             self._save(meta, truncate_after, new_entries)
-        return AppendReply(
-            self.term, success=True, last_index=matched, synced=self.meta.log_term == self.term
-        )
+        return self._reply(True, matched, synced=self.meta.log_term == self.term)
 
-    def install_committed(self, entries: list[Entry], commit_index: int) -> int:
+    # Membership: when a learner may vote ---------------------------------------------
+
+    def _promoted(self, meta: Meta) -> Meta:
+        """A learner becomes a voter once it has synced with a leader (it holds the cluster's
+        committed history) and knows the floor under which its lost disk may have voted."""
+        if meta.voter or meta.log_term == 0 or self.learned_floor is None:
+            return meta
+        return replace(meta, voter=True, vote_floor=max(meta.vote_floor, self.learned_floor))
+
+    def learn_floor(self, floor: int) -> bool:
+        """Membership found the vote floor of this learner; promotes it now if it has already
+        synced. True if it is a voter now."""
+        if self.voter:
+            return True
+        self.learned_floor = floor
+        promoted = self._promoted(self.meta)
+        if promoted != self.meta:
+            self._save(promoted)
+        return self.voter
+
+    def bootstrap(self, floor: int) -> None:
+        """Become a voter of a brand-new cluster (membership saw no history anywhere)."""
+        if not self.voter and not self.has_history:
+            self._save(replace(self.meta, voter=True, vote_floor=max(self.meta.vote_floor, floor)))
+
+    def install_committed(self, entries: list[Entry], commit_index: int, cluster_id: str) -> int:
         """Catch-up after a restart: take committed entries another replica holds.
 
         Only extends our log where it agrees with theirs (committed entries are the same
         everywhere); a conflicting uncommitted tail is left for the leader to repair.
         Returns how many entries were added.
         """
+        if self._foreign(cluster_id) or self.disk_failed:
+            return 0
         new_entries: list[Entry] = []
         for entry in entries:
             if entry.index > commit_index:
@@ -435,5 +590,7 @@ class Replica:
         commit = max(self.commit_index, min(commit_index, last))
         if not new_entries and commit == self.commit_index:
             return 0
-        self._save(replace(self.meta, commit_index=commit), entries=new_entries)
+        cluster_id = cluster_id or self.meta.cluster_id
+        meta = replace(self.meta, commit_index=commit, cluster_id=cluster_id)
+        self._save(meta, entries=new_entries)
         return len(new_entries)

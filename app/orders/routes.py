@@ -124,10 +124,16 @@ def append():
             "entries": list,
             "commit_index": int,
             "to_end": bool,
+            "cluster_id": str,
         }
     )
     _check_entries(body["entries"], body["prev_index"])
     return ok(to_json(node().handle_append(append_request_from_json(body))))
+
+
+@bp.get("/raft/status")
+def status():
+    return ok(to_json(node().status()))
 
 
 @bp.get("/raft/committed")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import random
-import threading
 import time
 
 import pytest
@@ -11,55 +9,17 @@ import redis
 import requests
 
 from app.observe import replica_health
-from tests.support import assert_replicas_identical, assert_stock_adds_up, new_key, order, stock
-
-TOYS = ["Tux", "Whale", "Fox", "Python", "Barbie", "Lego", "Monopoly", "Frisbee"]
-NO_RESTOCK = {"RESTOCK_INTERVAL": "3600"}
+from tests.support import (
+    NO_RESTOCK,
+    Shoppers,
+    assert_acknowledged_orders_kept,
+    assert_replicas_identical,
+    assert_stock_adds_up,
+    order,
+    stock,
+)
 
 pytestmark = pytest.mark.fault
-
-
-class Shoppers:
-    """Threads that place orders with fresh keys until stopped, recording every reply."""
-
-    def __init__(self, url: str, count: int) -> None:
-        self.url = url
-        self.stop = threading.Event()
-        self.placed: list[tuple[str, int, str, int]] = []  # key, number, name, quantity
-        self.sold_out = 0  # 400s for lack of stock: a real answer, not a failure
-        self.errors: list[tuple[int, str]] = []
-        self.threads = [threading.Thread(target=self._run, args=(i,)) for i in range(count)]
-
-    def __enter__(self) -> Shoppers:
-        for thread in self.threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(timeout=30)
-
-    def _run(self, seed: int) -> None:
-        session = requests.Session()
-        rng = random.Random(seed)
-        while not self.stop.is_set():
-            key, name, quantity = new_key(), rng.choice(TOYS), rng.randint(1, 2)
-            reply = order(session, self.url, name, quantity, key)
-            if reply.status_code == 200:
-                self.placed.append((key, reply.json()["data"]["order_number"], name, quantity))
-            elif reply.status_code == 400 and "left" in reply.json()["error"]["message"]:
-                self.sold_out += 1
-            else:
-                self.errors.append((reply.status_code, reply.text))
-
-
-def assert_acknowledged_orders_kept(cluster, placed) -> None:
-    orders = assert_replicas_identical(cluster)
-    by_number = {number: (key, name, quantity) for number, name, quantity, key in orders}
-    for key, number, name, quantity in placed:
-        assert by_number.get(number) == (key, name, quantity), f"order {number} lost or changed"
-    assert_stock_adds_up(cluster, orders)
 
 
 def test_leader_killed_while_eight_shoppers_order(cluster_factory):

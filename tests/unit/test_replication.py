@@ -3,34 +3,42 @@ crashes (a replica is rebuilt from what it persisted) and partitions."""
 
 from __future__ import annotations
 
+import contextlib
 import random
 
 import pytest
 
+from app.orders.membership import Plan, decide
 from app.orders.replication import (
     NO_INDEX,
     AppendReply,
     Entry,
     Meta,
+    NotVoter,
     Replica,
     Role,
+    StorageError,
     TermTooLow,
     Write,
 )
 
 
 class MemoryStorage:
-    """A replica's 'disk'. Checks on every write that committed orders never change."""
+    """A replica's 'disk'. Checks on every write that committed orders never change; ``fail``
+    makes every write fail (a full, read-only or broken disk)."""
 
-    def __init__(self) -> None:
-        self.meta = Meta()
+    def __init__(self, meta: Meta | None = None) -> None:
+        self.meta = meta or Meta()
         self.entries: list[Entry] = []
         self.orders: dict[int, Entry] = {}
+        self.fail = False
 
     def load(self):
         return self.meta, list(self.entries)
 
     def write(self, write: Write) -> None:
+        if self.fail:
+            raise StorageError("No space left on device")
         if write.truncate_after is not None:
             assert write.truncate_after >= self.meta.commit_index, "truncated a committed entry"
             del self.entries[write.truncate_after + 1 :]
@@ -71,6 +79,7 @@ class Sim:
         self.acked: dict[str, int] = {}  # client key -> order number the leader confirmed
         self.abandoned: set[str] = set()  # keys of orders answered "not placed"
         self.next_key = 0
+        self.wipes = 0
 
     def _boot(self, i: int) -> Replica:
         peers = [p for p in self.ids if p != i]
@@ -85,6 +94,25 @@ class Sim:
     def restart(self, i: int) -> None:
         self.replicas[i] = self._boot(i)
         self.alive.add(i)
+
+    def wipe(self, i: int) -> None:
+        """Replica i loses its disk: it comes back with a blank directory (a learner)."""
+        self.crash(i)
+        self.wipes += 1
+        self.storage[i] = MemoryStorage(Meta(voter=False, incarnation=f"{i}.{self.wipes}"))
+        self.restart(i)
+
+    def join(self, i: int) -> Plan:
+        """Replica i asks the peers it can reach for their status (membership.py)."""
+        r = self.replicas[i]
+        answers = {p: self.replicas[p].status() for p in r.peer_ids if self._link(i, p)}
+        decision = decide(r.status(), len(r.peer_ids), r.quorum, answers)
+        with contextlib.suppress(StorageError):
+            if decision.plan == Plan.BOOTSTRAP:
+                r.bootstrap(decision.floor)
+            elif decision.floor is not None:
+                r.learn_floor(decision.floor)
+        return decision.plan
 
     def partition(self, *group: int) -> None:
         for a in group:
@@ -106,15 +134,24 @@ class Sim:
 
     def elect(self, candidate: int, term: int | None = None) -> bool:
         r = self.replicas[candidate]
-        term = term or max(x.term for x in self.replicas.values()) + 1
-        request = r.start_election(term)
+        term = term or max(max(x.term, x.meta.vote_floor) for x in self.replicas.values()) + 1
+        try:
+            request = r.start_election(term)
+        except (NotVoter, StorageError):
+            return False
         replies = {}
         for pid in r.peer_ids:
             if self._link(candidate, pid) and not self._lost():
-                reply = self.replicas[pid].handle_vote(request)
+                try:
+                    reply = self.replicas[pid].handle_vote(request)
+                except StorageError:
+                    continue  # the voter's disk failed: no vote
                 if not self._lost():
                     replies[pid] = reply
-        won = r.finish_election(term, replies)
+        try:
+            won = r.finish_election(term, replies)
+        except StorageError:
+            won = False
         self.check()
         return won
 
@@ -122,6 +159,9 @@ class Sim:
         key = f"k{self.next_key}"
         self.next_key += 1
         entry = self.replicas[leader].append_local("Tux", 1, key)
+        assert entry.index not in self.committed or self.committed[entry.index] == entry, (
+            "an order number was handed out again"
+        )
         self.check()
         return entry
 
@@ -148,9 +188,14 @@ class Sim:
             dst, src, request = self.queue.pop(pick)
             if not self._link(src, dst):
                 continue
-            reply = self.replicas[dst].handle_append(request)
+            try:
+                reply = self.replicas[dst].handle_append(request)
+            except StorageError:  # the follower's disk failed: it answers 503
+                self.replicas[src].on_unreachable(dst, request, delivered=True)
+                continue
             if self._link(src, dst) and not self._lost():
-                self.replicas[src].on_append_reply(dst, request, reply)
+                with contextlib.suppress(StorageError):
+                    self.replicas[src].on_append_reply(dst, request, reply)
             self.check()
 
     def abandon(self, leader: int, index: int) -> None:
@@ -160,8 +205,15 @@ class Sim:
 
     def install(self, target: int, source: int) -> None:
         src = self.replicas[source]
+        with contextlib.suppress(StorageError):
+            self._install(target, src)
+        self.check()
+
+    def _install(self, target: int, src: Replica) -> None:
         self.replicas[target].install_committed(
-            src.committed_after(self.replicas[target].commit_index, 50), src.commit_index
+            src.committed_after(self.replicas[target].commit_index, 50),
+            src.commit_index,
+            src.meta.cluster_id,
         )
         self.check()
 
@@ -401,7 +453,7 @@ def test_restarted_replica_installs_committed_entries_from_a_peer():
     sim.restart(1)
     source = sim.replicas[2]
     added = sim.replicas[1].install_committed(
-        source.committed_after(NO_INDEX, 1000), source.commit_index
+        source.committed_after(NO_INDEX, 1000), source.commit_index, source.meta.cluster_id
     )
     assert added == 20
     assert sim.storage[1].entries == sim.storage[2].entries
@@ -421,7 +473,8 @@ def test_install_committed_leaves_a_conflicting_tail_to_the_leader():
     sim.settle(2)
     sim.restart(3)
     source = sim.replicas[2]
-    assert sim.replicas[3].install_committed(source.committed_after(NO_INDEX, 10), 0) == 0
+    entries = source.committed_after(NO_INDEX, 10)
+    assert sim.replicas[3].install_committed(entries, 0, source.meta.cluster_id) == 0
     sim.settle(2)
     assert sim.storage[3].entries == sim.storage[2].entries
 
