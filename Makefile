@@ -38,21 +38,24 @@ test: $(STAMP)
 chaos: $(STAMP)
 	$(BIN)/toystore chaos
 
-# Throughput and latency against baselines measured in the same run: docs/performance.md.
+# Experiments write their results under var/; UPDATE_DOCS=1 writes them into docs/ instead.
+UPDATE_DOCS_FLAG := $(if $(UPDATE_DOCS),--update-docs,)
+
+# Throughput and latency against baselines measured in the same run: var/bench/.
 bench: $(STAMP)
-	$(BIN)/toystore bench
+	$(BIN)/toystore bench $(UPDATE_DOCS_FLAG)
 
 # Locust's web UI on http://127.0.0.1:8089 against the store of `make run`; P=0.4 sets p.
 locust: $(STAMP)
 	TOYSTORE_P=$(or $(P),0.5) $(BIN)/locust -f locustfile.py --host http://127.0.0.1:8000
 
-# The latency sweep (private stacks on free ports): docs/eval/latency.csv and the plots.
+# The latency sweep (private stacks on free ports): var/eval/latency.csv and the plots.
 eval: $(STAMP)
-	$(BIN)/toystore eval
+	$(BIN)/toystore eval $(UPDATE_DOCS_FLAG)
 
-# Replicas killed and restarted under shoppers; the report goes into docs/evaluation.md.
+# Replicas killed and restarted under shoppers; the report goes into var/eval/crash.md.
 crash-experiment: $(STAMP)
-	$(BIN)/toystore crash-experiment
+	$(BIN)/toystore crash-experiment $(UPDATE_DOCS_FLAG)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

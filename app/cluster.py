@@ -34,8 +34,8 @@ import requests
 
 from app.common.config import Settings
 from app.orders.log import replica_dir
+from app.outputs import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 REDIS_CONF = ROOT / "redis" / "redis.conf"
 
 REPLICA_IDS = (1, 2, 3)

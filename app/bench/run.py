@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 from app.bench import scenarios
+from app.outputs import DOCS, VAR, add_update_docs
 
-ROOT = Path(__file__).resolve().parents[2]
 RESULTS_START = "<!-- bench results start -->"
 RESULTS_END = "<!-- bench results end -->"
 
@@ -172,11 +172,11 @@ def markdown(r: dict) -> str:
     return "\n".join(lines)
 
 
-def write(results: dict, out_dir: Path) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "bench" / "results.json").parent.mkdir(exist_ok=True)
-    (out_dir / "bench" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    doc = out_dir / "performance.md"
+def write(results: dict, json_path: Path, doc: Path) -> None:
+    """The results as JSON, and as the results block of ``doc`` (made if missing)."""
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(results, indent=2) + "\n")
+    doc.parent.mkdir(parents=True, exist_ok=True)
     text = doc.read_text() if doc.exists() else f"# Performance\n\n{RESULTS_START}\n{RESULTS_END}\n"
     head, _, rest = text.partition(RESULTS_START)
     _, _, tail = rest.partition(RESULTS_END)
@@ -190,17 +190,26 @@ def register(commands: argparse._SubParsersAction) -> None:
         description="Starts what it measures on free ports: a minimal Flask+Redis ceiling, "
         "the store with and without its cache, orders at several concurrencies, invalidation "
         "lag, a leader failover, front-end worker scaling and a Zipf cache hit ratio. Writes "
-        "docs/performance.md and docs/bench/results.json.",
+        "var/bench/results.json and var/bench/performance.md (with --update-docs: "
+        "docs/bench/results.json and the results block of docs/performance.md).",
     )
     parser.add_argument("--seconds", type=float, default=5.0, help="load time per point")
     parser.add_argument("--quick", action="store_true", help="fewer points (a smoke run)")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs", help="where results go")
+    parser.add_argument("--out", type=Path, default=None, help="directory for both files")
+    add_update_docs(parser, "docs/performance.md and docs/bench/")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     results = measure(args.seconds, args.quick)
-    write(results, args.out)
+    if args.out is not None:
+        json_path, doc = args.out / "results.json", args.out / "performance.md"
+    elif args.update_docs:
+        json_path, doc = DOCS / "bench" / "results.json", DOCS / "performance.md"
+    else:
+        json_path, doc = VAR / "bench" / "results.json", VAR / "bench" / "performance.md"
+    write(results, json_path, doc)
+    _log(f"wrote {json_path} and {doc}")
     for t in results["targets"]:
         _log(f"{'met ' if t['met'] else 'MISS'} {t['target']}: {t['measured']} (goal {t['goal']})")
     return 0

@@ -8,8 +8,11 @@ import tempfile
 from pathlib import Path
 
 from app.client.cli import at_least_one, probability
+from app.outputs import DOCS, VAR, add_update_docs, chosen
 
-DOCS = Path(__file__).resolve().parent.parent.parent / "docs"
+
+def _out_dir(args: argparse.Namespace) -> Path:
+    return chosen(args.out_dir, args.update_docs, DOCS / "eval", VAR / "eval")
 
 
 def _work_dir(given: Path | None) -> tempfile.TemporaryDirectory | None:
@@ -22,8 +25,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from app.eval.latency import plot, read_csv, sweep, write_csv
 
+    out_dir = _out_dir(args)
     if args.plot_only:
-        written = plot(read_csv(args.out_dir / "latency.csv"), args.out_dir)
+        written = plot(read_csv(out_dir / "latency.csv"), out_dir)
         print("wrote " + ", ".join(str(path) for path in written))
         return 0
     temporary = _work_dir(args.work_dir)
@@ -43,9 +47,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     finally:
         if temporary is not None:
             temporary.cleanup()
-    csv_path = args.out_dir / "latency.csv"
+    csv_path = out_dir / "latency.csv"
     write_csv(points, csv_path)
-    written = [csv_path, *plot(points, args.out_dir)]
+    written = [csv_path, *plot(points, out_dir)]
     print(f"{'cache':<6} {'p':>4} {'request':<12} {'count':>6} {'mean ms':>8} {'p99 ms':>8}")
     for pt in points:
         print(
@@ -78,9 +82,10 @@ def cmd_crash(args: argparse.Namespace) -> int:
         if temporary is not None:
             temporary.cleanup()
     section = report.markdown()
-    write_section(args.doc, section)
+    doc = chosen(args.doc, args.update_docs, DOCS / "evaluation.md", VAR / "eval" / "crash.md")
+    write_section(doc, section)
     print(section)
-    print(f"report written to {args.doc}")
+    print(f"report written to {doc}")
     return 0 if report.ok else 1
 
 
@@ -89,7 +94,8 @@ def register(commands: argparse._SubParsersAction) -> None:
         "eval",
         help="latency sweep: p = 0..0.8, cache on and off; writes CSV and PNG plots",
         description="Starts a private stack (free ports, temporary data) per cache setting and "
-        "runs the shoppers at each p. Writes latency.csv and the plots to --out-dir.",
+        "runs the shoppers at each p. Writes latency.csv and the plots to var/eval/ (or "
+        "--out-dir, or docs/eval/ with --update-docs).",
     )
     latency.add_argument(
         "--requests",
@@ -109,8 +115,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     latency.add_argument("--cache-only", action="store_true", help="measure with the cache on only")
     latency.add_argument(
-        "--out-dir", type=Path, default=DOCS / "eval", help="where the CSV and PNGs go"
+        "--out-dir", type=Path, default=None, help="where the CSV and PNGs go (var/eval/)"
     )
+    add_update_docs(latency, "docs/eval/")
     latency.add_argument(
         "--plot-only",
         action="store_true",
@@ -126,7 +133,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="SIGKILL and restart order replicas while shoppers run; check nothing is noticed",
         description="Kills a replica per round (the leader in every third round) while "
         "shoppers run, restarts it, and finally compares every replica's orders. Replaces the "
-        "crash-experiment section of --doc with the report.",
+        "crash-experiment section of the report file with the report.",
     )
     crash.add_argument("--rounds", type=at_least_one, default=6, help="rounds (default 6)")
     crash.add_argument(
@@ -146,9 +153,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     crash.add_argument(
         "--doc",
         type=Path,
-        default=DOCS / "evaluation.md",
-        help="markdown file whose crash-experiment section is replaced",
+        default=None,
+        help="markdown file whose crash-experiment section is replaced (var/eval/crash.md)",
     )
+    add_update_docs(crash, "the crash-experiment section of docs/evaluation.md")
     crash.add_argument(
         "--work-dir", type=Path, default=None, help="keep the stack's data and logs here"
     )

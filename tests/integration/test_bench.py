@@ -96,7 +96,7 @@ def test_results_replace_only_their_block_of_the_page(tmp_path):
         "zipf_requests": 10,
         "zipf_hit_ratio": {"512 KiB": {"hit_ratio": 0.5, "evicted_keys": 3}},
     }
-    run.write(results, tmp_path)
+    run.write(results, tmp_path / "bench" / "results.json", tmp_path / "performance.md")
     text = page.read_text()
     assert text.startswith("# Perf\n\nintro") and text.endswith("outro\n")
     assert "old" not in text and "| t | 1 | >= 1 | yes |" in text
