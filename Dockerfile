@@ -40,7 +40,7 @@ USER root
 RUN pip install "locust>=2.32,<3"
 USER toystore
 EXPOSE 8089
-CMD ["locust", "-f", "/app/locustfile.py", "--host", "http://frontend:8000"]
+CMD ["locust", "-f", "/app/locustfile.py", "--host", "http://frontend:8000", "--web-host", "0.0.0.0"]
 
 
 FROM base AS app

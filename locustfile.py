@@ -10,9 +10,12 @@ Headless, with CSV stats::
         --p 0.4 --csv var/locust
 
 The order probability comes from ``--p`` (also a field in the web UI), else from the
-TOYSTORE_P environment variable, else 0.5. Requests are grouped as ``query``, ``order`` and
-``order-check``; an order refused for lack of stock counts as a success, an order read back
-that differs from what was ordered as a failure named ``order-mismatch``.
+TOYSTORE_P environment variable, else 0.5. Between visits a shopper thinks for a random time of
+up to ``--think`` seconds (default 2; 0 for a closed loop with no pause). The web UI listens on
+127.0.0.1 (locust.conf beside this file) unless ``--web-host`` says otherwise. Requests are
+grouped as ``query``, ``order`` and ``order-check``; an order refused for lack of stock counts
+as a success, an order read back that differs from what was ordered as a failure named
+``order-mismatch``.
 """
 
 from __future__ import annotations
@@ -39,10 +42,24 @@ def add_options(parser: LocustArgumentParser) -> None:
         include_in_web_ui=True,
         help="probability that a shopper orders a toy it found in stock (env TOYSTORE_P)",
     )
+    parser.add_argument(
+        "--think",
+        type=float,
+        default=2.0,
+        include_in_web_ui=True,
+        help="longest pause between a shopper's visits, in seconds (0: none)",
+    )
+
+
+def think_time(user: ToyShopper) -> float:
+    """Like a person between page views: a quarter to all of --think seconds."""
+    longest = max(0.0, float(user.environment.parsed_options.think))
+    return random.uniform(longest / 4, longest)
 
 
 class ToyShopper(FastHttpUser):
     host = "http://127.0.0.1:8000"
+    wait_time = think_time
 
     def on_start(self) -> None:
         policy = Policy(float(self.environment.parsed_options.p))
