@@ -18,6 +18,7 @@ from pathlib import Path
 import requests
 
 from app.bench import run as bench
+from app.catalog import cli as catalog_cli
 from app.client import cli as client_cli
 from app.cluster import APP_MODULES, Cluster, ClusterError, _connect_host, gunicorn_argv
 from app.common.config import ConfigError, Settings
@@ -240,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     client_cli.register(commands)
     eval_cli.register(commands)
+    catalog_cli.register(commands)
 
     return parser
 

@@ -15,7 +15,7 @@ from app.catalog.publisher import InvalidationPublisher
 from app.catalog.restock import Restocker
 from app.catalog.routes import bp
 from app.catalog.service import CatalogService
-from app.catalog.store import CatalogStore
+from app.catalog.store import CATALOG_FILE, CatalogStore
 from app.common.config import Settings
 from app.common.logs import log_event, setup_logging
 from app.common.web import new_app
@@ -35,13 +35,22 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = CatalogStore(
-        settings.data_dir / "catalog.sqlite3",
+        settings.data_dir / CATALOG_FILE,
         synchronous=settings.sqlite_synchronous,
         on_change=publisher.submit,
     )
     source = settings.catalog_data or DEFAULT_CATALOG
     if store.load_if_empty(load_toys(source, settings.max_name_length)):
         log_event(log, "catalog loaded", source=str(source), products=store.count())
+    elif settings.catalog_data:
+        log_event(
+            log,
+            "CATALOG_DATA not loaded: the database already holds toys;"
+            " merge it with `toystore catalog load FILE`",
+            level=logging.WARNING,
+            source=str(source),
+            products=store.count(),
+        )
     restocker = Restocker(store, settings.restock_interval, settings.restock_amount)
     app.extensions["catalog"] = CatalogService(settings, store, publisher, restocker)
     publisher.start()

@@ -25,6 +25,7 @@ from app.catalog.catalog_data import Toy
 ChangeListener = Callable[[str, int, str], None]
 
 _SYNCHRONOUS_MODES = ("FULL", "NORMAL", "OFF")
+CATALOG_FILE = "catalog.sqlite3"  # in the catalog's DATA_DIR
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS products (
@@ -252,6 +253,35 @@ class CatalogStore:
                 ((toy.name, toy.price, toy.quantity, toy.quantity) for toy in toys),
             )
             return True
+
+    def load(self, toys: Iterable[Toy]) -> tuple[list[str], list[str]]:
+        """Merge a catalog file into a database that may already hold toys: new toys are
+        added with their stock, known toys take the file's price; no stock changes. Returns
+        the names added and repriced (each gets an invalidation)."""
+        added: list[str] = []
+        changes: list[tuple[str, int, str]] = []
+        with self._write() as conn:
+            for toy in toys:
+                row = conn.execute(
+                    "SELECT price, version FROM products WHERE name = ?", (toy.name,)
+                ).fetchone()
+                if row is None:
+                    conn.execute(
+                        "INSERT INTO products (name, price, quantity, version, initial)"
+                        " VALUES (?, ?, ?, 1, ?)",
+                        (toy.name, toy.price, toy.quantity, toy.quantity),
+                    )
+                    added.append(toy.name)
+                    changes.append((toy.name, 1, "load"))
+                elif row[0] != toy.price:
+                    conn.execute(
+                        "UPDATE products SET price = ?, version = ? WHERE name = ?",
+                        (toy.price, row[1] + 1, toy.name),
+                    )
+                    changes.append((toy.name, row[1] + 1, "load"))
+        self._notify(changes)
+        repriced = [name for name, _, _ in changes if name not in set(added)]
+        return added, repriced
 
     # Reads.
 
