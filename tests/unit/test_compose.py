@@ -309,10 +309,33 @@ def _dockerignored(path: str) -> bool:
     return ignored
 
 
+# An image tag that names an exact release (x.y.z), so a rebuild gets the same base.
+_PINNED = re.compile(r"^[\w./-]+:\d+\.\d+\.\d+(-[\w.-]+)?$")
+
+
 def test_image_is_python_slim_and_the_default_stage_is_the_app() -> None:
     stages = _stages()
-    assert list(stages.values())[0][0] == ("FROM", "python:3.11-slim")
+    base = list(stages.values())[0][0]
+    assert base[0] == "FROM" and base[1].startswith("python:3.11.") and "-slim" in base[1]
     assert list(stages)[-1] == "app", "`docker build .` must give the app image"
+
+
+def test_every_image_from_a_registry_is_pinned_to_a_release(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    built_here = {service["image"] for service in services.values() if "build" in service}
+    pulled = [s["image"] for s in services.values() if s.get("image") not in built_here]
+    bases = [rest.split()[0] for word, rest in _instructions() if word == "FROM"]
+    stages = set(_stages())
+    for image in pulled + [b for b in bases if b not in stages]:
+        assert _PINNED.match(image), f"{image} is not pinned to a release"
+
+
+def test_the_image_installs_the_hashed_runtime_lock() -> None:
+    runs = " ".join(rest for word, rest in _instructions() if word == "RUN")
+    assert "--require-hashes -r requirements/runtime.lock" in runs
+    locked = re.search(r"^locust==(\S+)", (ROOT / "requirements" / "dev.lock").read_text(), re.M)
+    assert locked and f"locust=={locked.group(1)}" in runs, "the load image's Locust is locked"
 
 
 def test_compose_builds_stages_that_exist(services: dict[str, dict[str, Any]]) -> None:
