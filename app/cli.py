@@ -21,7 +21,7 @@ from app.bench import run as bench
 from app.catalog import cli as catalog_cli
 from app.client import cli as client_cli
 from app.cluster import APP_MODULES, Cluster, ClusterError, _connect_host, gunicorn_argv
-from app.common.config import ConfigError, Settings
+from app.common.config import REPLICA_BASE_PORT, ConfigError, Settings
 from app.eval import cli as eval_cli
 
 
@@ -32,7 +32,9 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 def cmd_up(args: argparse.Namespace) -> int:
     """Run the whole store in the foreground until Ctrl-C or SIGTERM."""
     try:
-        cluster = Cluster.create(data_dir=args.data_dir, log_dir=args.log_dir)
+        cluster = Cluster.create(
+            data_dir=args.data_dir, log_dir=args.log_dir, replicas=args.replicas
+        )
     except (ConfigError, ClusterError) as exc:
         print(f"toystore: {exc}", file=sys.stderr)
         return 2
@@ -138,6 +140,7 @@ def cmd_chaos(args: argparse.Namespace) -> int:
         options = ChaosOptions(
             duration=args.duration or (30.0 if short else 300.0),
             shoppers=args.shoppers,
+            replicas=args.replicas,
             seed=args.seed,
             min_gap=args.min_gap if args.min_gap is not None else (0.3 if short else 1.0),
             max_gap=args.max_gap if args.max_gap is not None else (1.0 if short else 4.0),
@@ -181,10 +184,17 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     up = commands.add_parser(
-        "up", help="run the whole store (Redis, catalog, 3 order replicas, front-end)"
+        "up", help="run the whole store (Redis, catalog, the order replicas, front-end)"
     )
     up.add_argument(
         "--data-dir", type=Path, default=None, help="where the databases live (default: DATA_DIR)"
+    )
+    up.add_argument(
+        "--replicas",
+        type=client_cli.at_least_one,
+        default=None,
+        help=f"run N order replicas, ids 1..N on ports {REPLICA_BASE_PORT + 1}.. "
+        "(default: those of ORDER_REPLICAS)",
     )
     up.add_argument(
         "--log-dir",
@@ -220,6 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
     chaos.add_argument("--duration", type=float, default=None, help="seconds (default 300)")
     chaos.add_argument(
         "--shoppers", type=client_cli.at_least_one, default=8, help="concurrent shoppers"
+    )
+    chaos.add_argument(
+        "--replicas",
+        type=client_cli.at_least_one,
+        default=None,
+        help="order replicas (default: as many as ORDER_REPLICAS names)",
     )
     chaos.add_argument("--seed", type=int, default=None, help="seed of the fault schedule")
     chaos.add_argument("--min-gap", type=float, default=None, help="least seconds between faults")

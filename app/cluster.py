@@ -8,6 +8,9 @@ Used by ``toystore up``, by the test fixtures and by the chaos and crash experim
     cluster.restart("replica-3")       # same port, same data
     cluster.stop()                     # SIGTERM, then SIGKILL after a grace period
 
+The replicas are those of ``ORDER_REPLICAS`` (``Settings.replicas``), however many it names;
+``Cluster.create(replicas=5)`` asks for replicas 1..5 instead.
+
 Every service runs in its own session (process group), so a signal sent to the group reaches
 Gunicorn's master and its workers alike: a killed service leaves no worker holding its port.
 """
@@ -32,23 +35,46 @@ from typing import IO
 import redis
 import requests
 
-from app.common.config import Settings
+from app.common.config import Settings, local_replicas
 from app.orders.log import replica_dir
 from app.outputs import ROOT
 
 REDIS_CONF = ROOT / "redis" / "redis.conf"
 
-REPLICA_IDS = (1, 2, 3)
 APP_MODULES = {"catalog": "app.catalog", "replica": "app.orders", "frontend": "app.frontend"}
+
+Tiers = tuple[tuple[str, ...], ...]
 
 
 def replica_name(replica_id: int) -> str:
     return f"replica-{replica_id}"
 
 
-# Start order; services in one tier start together. Each tier needs the ones before it.
-TIERS = (("redis",), ("catalog",), tuple(replica_name(i) for i in REPLICA_IDS), ("frontend",))
-ALL_SERVICES = tuple(name for tier in TIERS for name in tier)
+def start_tiers(replica_ids: Iterable[int]) -> Tiers:
+    """The start order of a cluster with these replicas: services in one tier start
+    together, and each tier needs the ones before it."""
+    replicas = tuple(replica_name(rid) for rid in sorted(replica_ids))
+    return (("redis",), ("catalog",), replicas, ("frontend",))
+
+
+def service_names(replica_ids: Iterable[int]) -> tuple[str, ...]:
+    """Every service of a cluster with these replicas, in start order."""
+    return tuple(name for tier in start_tiers(replica_ids) for name in tier)
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct ports the kernel says are free right now."""
+    # All sockets stay open until every port is chosen, so no two are the same.
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 class ClusterError(RuntimeError):
@@ -67,29 +93,20 @@ class Ports:
         return cls(
             frontend=settings.frontend_port,
             catalog=settings.catalog_port,
-            replicas={rid: settings.replica_port(rid) for rid in REPLICA_IDS},
+            replicas={rid: settings.replica_port(rid) for rid in settings.replicas},
             redis=settings.redis_port,
         )
 
     @classmethod
-    def free(cls) -> Ports:
-        """Ports the kernel says are free right now (for tests that run side by side)."""
-        # All sockets stay open until every port is chosen, so no two services get the same one.
-        sockets = []
-        try:
-            for _ in range(3 + len(REPLICA_IDS)):
-                sock = socket.socket()
-                sock.bind(("127.0.0.1", 0))
-                sockets.append(sock)
-            ports = [sock.getsockname()[1] for sock in sockets]
-        finally:
-            for sock in sockets:
-                sock.close()
+    def free(cls, settings: Settings) -> Ports:
+        """Free ports for the settings' services (for clusters that run side by side)."""
+        ids = sorted(settings.replicas)
+        frontend, catalog, redis_port, *replicas = free_ports(3 + len(ids))
         return cls(
-            frontend=ports[0],
-            catalog=ports[1],
-            replicas=dict(zip(REPLICA_IDS, ports[3:], strict=True)),
-            redis=ports[2],
+            frontend=frontend,
+            catalog=catalog,
+            replicas=dict(zip(ids, replicas, strict=True)),
+            redis=redis_port,
         )
 
 
@@ -228,6 +245,7 @@ class Cluster:
     ports: Ports
     data_dir: Path
     log_dir: Path | None
+    tiers: Tiers  # every service this cluster knows, in start order
     services: tuple[str, ...]
     specs: dict[str, ServiceSpec]
     redis_url: str
@@ -243,29 +261,35 @@ class Cluster:
         services: Iterable[str] | None = None,
         env: Mapping[str, str] | None = None,
         overrides: Mapping[str, str] | None = None,
+        replicas: int | None = None,
         python: str = sys.executable,
     ) -> Cluster:
         """Plan a cluster; nothing runs until ``start``.
 
         ``env`` is the base environment of every child (default: this process's), and
         ``overrides`` is laid over it (e.g. ``{"CACHE_ENABLED": "0"}``); settings are read from
-        the two together. ``log_dir`` gives each service ``<log_dir>/<name>.log``; without it the
-        children write to this process's stderr. ``free_ports`` picks unused ports instead of
-        the configured ones. ``services`` chooses a subset (default: all); Redis is left out
-        when ``REDIS_URL`` names an existing one.
+        the two together. ``replicas`` replaces ``ORDER_REPLICAS`` with that many replicas,
+        ids 1..n on this machine. ``log_dir`` gives each service ``<log_dir>/<name>.log``;
+        without it the children write to this process's stderr. ``free_ports`` picks unused
+        ports instead of the configured ones. ``services`` chooses a subset (default: all);
+        Redis is left out when ``REDIS_URL`` names an existing one.
         """
         base = dict(os.environ if env is None else env)
         base.update(overrides or {})
+        if replicas is not None:
+            base["ORDER_REPLICAS"] = local_replicas(replicas)
         settings = Settings.from_env(base)
-        ports = Ports.free() if free_ports else Ports.from_settings(settings)
+        ports = Ports.free(settings) if free_ports else Ports.from_settings(settings)
         data_dir = (data_dir or settings.data_dir).resolve()
         if log_dir is not None:
             log_dir = log_dir.resolve()
 
-        chosen = tuple(ALL_SERVICES if services is None else services)
-        unknown = set(chosen) - set(ALL_SERVICES)
+        tiers = start_tiers(ports.replicas)
+        known = service_names(ports.replicas)
+        chosen = tuple(known if services is None else services)
+        unknown = set(chosen) - set(known)
         if unknown:
-            raise ValueError(f"unknown services {sorted(unknown)}; known: {list(ALL_SERVICES)}")
+            raise ValueError(f"unknown services {sorted(unknown)}; known: {list(known)}")
         host = _connect_host(settings.host)
         redis_url = settings.redis_url
         if redis_url:
@@ -273,7 +297,7 @@ class Cluster:
         else:
             redis_url = f"redis://{host}:{ports.redis}/0"
         # Keep the canonical start order whatever order the caller listed them in.
-        chosen = tuple(name for name in ALL_SERVICES if name in chosen)
+        chosen = tuple(name for name in known if name in chosen)
 
         catalog_url = f"http://{host}:{ports.catalog}"
         replica_urls = {rid: f"http://{host}:{port}" for rid, port in ports.replicas.items()}
@@ -325,7 +349,7 @@ class Cluster:
                     ports.frontend,
                     f"http://{host}:{ports.frontend}/health",
                 )
-        return cls(settings, ports, data_dir, log_dir, chosen, specs, redis_url)
+        return cls(settings, ports, data_dir, log_dir, tiers, chosen, specs, redis_url)
 
     # Where things are.
 
@@ -366,7 +390,7 @@ class Cluster:
         """Start services (default: all planned ones), each tier healthy before the next."""
         wanted = set(self.services if names is None else names)
         try:
-            for tier in TIERS:
+            for tier in self.tiers:
                 members = [name for name in tier if name in wanted and name in self.specs]
                 for name in members:
                     self._spawn(name)
@@ -425,7 +449,7 @@ class Cluster:
         if some process would not die.
         """
         failed: list[ClusterError] = []
-        for tier in reversed(TIERS):
+        for tier in reversed(self.tiers):
             names = [name for name in tier if name in self._running]
             for name in names:
                 with contextlib.suppress(ProcessLookupError):

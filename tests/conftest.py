@@ -3,10 +3,12 @@
 - ``free_port()``: a port nobody listens on right now.
 - ``redis_url``: a private Redis from redis/redis.conf.
 - ``cluster_factory`` (per test, for fault tests) and ``module_cluster_factory`` (per module,
-  for read-mostly tests): ``start(services=None, env=None) -> Cluster`` starts the stack, or
-  the listed services, on free ports in a temporary data dir, with ``env`` laid over the
-  defaults. The Cluster has the URLs (``frontend_url``, ``catalog_url``, ``replica_urls``,
-  ``redis_url``) and kills or restarts services. Everything is stopped afterwards.
+  for read-mostly tests): ``start(services=None, env=None, before_start=None, replicas=None)
+  -> Cluster`` starts the stack, or the listed services, on free ports in a temporary data
+  dir, with ``env`` laid over the defaults and ``replicas`` order replicas (default: those of
+  the default ORDER_REPLICAS). The Cluster has the URLs (``frontend_url``, ``catalog_url``,
+  ``replica_urls``, ``redis_url``) and kills or restarts services. Everything is stopped
+  afterwards.
 - ``stack``: one module-wide Cluster with every service.
 - ``small_disks``: tmpfs mounts for a replica's directory, to fill or make read-only (root).
 
@@ -61,6 +63,7 @@ class ClusterFactory:
         services: list[str] | None = None,
         env: Mapping[str, str] | None = None,
         before_start: Callable[[Cluster], None] | None = None,
+        replicas: int | None = None,
     ) -> Cluster:
         where = self.base_dir / f"cluster-{len(self.clusters)}"
         cluster = Cluster.create(
@@ -70,6 +73,7 @@ class ClusterFactory:
             services=services,
             env=_clean_env(),
             overrides=env,
+            replicas=replicas,
         )
         self.clusters.append(cluster)
         if before_start is not None:

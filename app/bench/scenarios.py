@@ -22,7 +22,7 @@ import requests
 
 from app.bench.loadgen import LoadResult, run_load
 from app.catalog.catalog_data import write_catalog
-from app.cluster import Cluster, Ports, gunicorn_argv
+from app.cluster import Cluster, free_ports, gunicorn_argv, replica_name
 
 USERS = 16  # the concurrency the targets are stated at
 
@@ -67,7 +67,7 @@ def query_load(url: str, seconds: float, users: int = USERS, toy: str = "Tux") -
 def ceiling_app(cluster: Cluster) -> Iterator[str]:
     """The ceiling app on a free port, with the front-end's Gunicorn settings and the
     cluster's Redis; yields its URL."""
-    port = Ports.free().frontend
+    (port,) = free_ports(1)
     argv = gunicorn_argv("frontend", cluster.settings, port, app_module="app.bench.ceiling")
     env = {**cluster.specs["frontend"].env, "REDIS_URL": cluster.redis_url}
     proc = subprocess.Popen(argv, env=env, start_new_session=True, stderr=subprocess.DEVNULL)
@@ -167,7 +167,9 @@ def failover_pause(workdir: Path, seconds: float = 8.0, kill_at: float = 3.0) ->
     catalog, names = big_catalog(workdir, 2000)
     with store(workdir, "failover", CATALOG_DATA=str(catalog), RESTOCK_INTERVAL="1") as cluster:
         _warm_orders(cluster.frontend_url, names)
-        killer = threading.Timer(kill_at, cluster.kill, args=("replica-3",))
+        # The front-end's rule makes the highest id the leader.
+        leader = replica_name(max(cluster.replica_urls))
+        killer = threading.Timer(kill_at, cluster.kill, args=(leader,))
         killer.start()
         result = run_load(cluster.frontend_url, order_factory(names), USERS, seconds)
         killer.join()

@@ -20,7 +20,8 @@ from app.observe import current_leader
 
 KILL_LEADER = "kill-leader"
 KILL_FOLLOWER = "kill-follower"
-KILL_TWO_REPLICAS = "kill-two-replicas"
+# As many replicas at once as leaves too few for a quorum: two of three, three of five.
+KILL_MAJORITY = "kill-majority"
 KILL_CATALOG = "kill-catalog"
 KILL_REDIS = "kill-redis"
 KILL_FRONTEND_WORKER = "kill-frontend-worker"
@@ -28,14 +29,14 @@ PAUSE_REPLICA = "pause-replica"
 KINDS = (
     KILL_LEADER,
     KILL_FOLLOWER,
-    KILL_TWO_REPLICAS,
+    KILL_MAJORITY,
     KILL_CATALOG,
     KILL_REDIS,
     KILL_FRONTEND_WORKER,
     PAUSE_REPLICA,
 )
 # Kinds during which the order service may lack a majority or a catalog, so a 503 is honest.
-NO_MAJORITY_KINDS = frozenset({KILL_TWO_REPLICAS})
+NO_MAJORITY_KINDS = frozenset({KILL_MAJORITY})
 NO_CATALOG_KINDS = frozenset({KILL_CATALOG})
 
 _RESTART_ATTEMPTS = 3
@@ -91,8 +92,9 @@ class Injector:
             targets = [leader]
         elif kind == KILL_FOLLOWER:
             targets = [self.rng.choice(followers)]
-        elif kind == KILL_TWO_REPLICAS:
-            targets = self.rng.sample(replicas, 2)
+        elif kind == KILL_MAJORITY:
+            survivors = self.cluster.settings.quorum_size - 1
+            targets = self.rng.sample(replicas, len(replicas) - survivors)
         elif kind == KILL_CATALOG:
             targets = ["catalog"]
         elif kind == KILL_REDIS:

@@ -19,6 +19,7 @@ from app.chaos.checker import Report, check
 from app.chaos.faults import Injector, Schedule
 from app.chaos.history import History
 from app.cluster import Cluster
+from app.common.config import ConfigError
 from app.observe import wait_converged
 
 VERSION_HEADER = "X-Product-Version"
@@ -36,6 +37,7 @@ RETRY_PAUSE = 0.2
 class ChaosOptions:
     duration: float = 300.0
     shoppers: int = 8
+    replicas: int | None = None  # None: those of ORDER_REPLICAS
     seed: int | None = None
     min_gap: float = 1.0
     max_gap: float = 4.0
@@ -185,8 +187,15 @@ def run(options: ChaosOptions, env: Mapping[str, str] | None = None) -> Report:
         log_dir=options.log_dir,
         free_ports=True,
         env=env,
+        replicas=options.replicas,
     )
     settings = cluster.settings
+    if len(settings.replicas) <= settings.quorum_size:
+        # Every replica fault would then be a loss of the quorum, and its 503s unexplained.
+        raise ConfigError(
+            f"a chaos run needs order replicas that survive one failure; "
+            f"{len(settings.replicas)} with a quorum of {settings.quorum_size} do not"
+        )
     timeout = settings.order_deadline + TIMEOUT_MARGIN
     history = History(options.history)
     stop = threading.Event()

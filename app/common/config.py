@@ -10,11 +10,22 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DEFAULT_REPLICAS = "1=http://127.0.0.1:8101,2=http://127.0.0.1:8102,3=http://127.0.0.1:8103"
+DEFAULT_REPLICA_COUNT = 3
+REPLICA_BASE_PORT = 8100  # on one machine, replica i listens on REPLICA_BASE_PORT + i
 
 
 class ConfigError(ValueError):
     """A setting has a value the store cannot run with."""
+
+
+def local_replicas(count: int) -> str:
+    """ORDER_REPLICAS for ``count`` replicas on this machine: ids 1..count, ports 8101.."""
+    if count < 1:
+        raise ConfigError(f"the number of order replicas must be at least 1, got {count}")
+    return ",".join(f"{i}=http://127.0.0.1:{REPLICA_BASE_PORT + i}" for i in range(1, count + 1))
+
+
+DEFAULT_REPLICAS = local_replicas(DEFAULT_REPLICA_COUNT)
 
 
 def _str(env: dict[str, str], name: str, default: str) -> str:
@@ -60,7 +71,11 @@ def _bool(env: dict[str, str], name: str, default: bool) -> bool:
 
 
 def parse_replicas(spec: str) -> dict[int, str]:
-    """Parse ``"1=http://host:8101,2=http://host:8102"`` into ``{1: url, 2: url}``."""
+    """Parse ``"1=http://host:8101,2=http://host:8102"`` into ``{1: url, 2: url}``.
+
+    Any number of replicas; ids are positive (0 means "not a replica" in REPLICA_ID) and
+    unique.
+    """
     replicas: dict[int, str] = {}
     for item in spec.split(","):
         item = item.strip()
@@ -69,7 +84,12 @@ def parse_replicas(spec: str) -> dict[int, str]:
         rid, sep, url = item.partition("=")
         if not sep or not rid.strip().isdigit() or not url.strip():
             raise ConfigError(f"ORDER_REPLICAS entry {item!r} is not of the form ID=URL")
-        replicas[int(rid)] = url.strip().rstrip("/")
+        replica_id = int(rid)
+        if replica_id < 1:
+            raise ConfigError(f"ORDER_REPLICAS ids must be positive, got {item!r}")
+        if replica_id in replicas:
+            raise ConfigError(f"ORDER_REPLICAS names replica {replica_id} twice")
+        replicas[replica_id] = url.strip().rstrip("/")
     if not replicas:
         raise ConfigError("ORDER_REPLICAS names no replica")
     return replicas

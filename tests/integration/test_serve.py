@@ -13,11 +13,11 @@ import pytest
 import requests
 
 from app.cli import main, serve_argv
-from app.cluster import ALL_SERVICES, ROOT, Cluster, group_members, service_kind
+from app.cluster import ROOT, Cluster, group_members, service_kind, service_names
 from app.common.config import Settings
 from tests.conftest import _clean_env, free_port
 
-APP_SERVICES = [name for name in ALL_SERVICES if name != "redis"]
+APP_SERVICES = [name for name in service_names(Settings().replicas) if name != "redis"]
 
 
 @pytest.mark.parametrize(

@@ -15,21 +15,19 @@ from typing import Any
 import pytest
 import yaml
 
-from app.cluster import ALL_SERVICES, APP_MODULES, service_kind
+from app.cluster import APP_MODULES, service_kind, service_names, start_tiers
 from app.common.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 
+# The compose file runs the store `toystore up` runs with the default settings.
+DEFAULTS = Settings()
+ALL_SERVICES = service_names(DEFAULTS.replicas)
 APP_SERVICES = [name for name in ALL_SERVICES if name != "redis"]
 # The order `toystore up` starts them in; each tier needs the ones before it.
-TIERS = (
-    ["redis"],
-    ["catalog"],
-    [name for name in ALL_SERVICES if service_kind(name) == "replica"],
-    ["frontend"],
-)
+TIERS = start_tiers(DEFAULTS.replicas)
 LOAD_PROFILE = "load"
 
 # ${NAME}, ${NAME:-default} and ${NAME-default}, as compose interpolates them.
@@ -165,20 +163,19 @@ def test_every_app_service_finds_the_others(services: dict[str, dict[str, Any]])
             for replica in APP_SERVICES
             if (rid := settings[replica].replica_id)
         }, name
-        assert own.quorum_size == 2, name
-    assert sorted(own.replica_id for own in settings.values()) == [0, 0, 1, 2, 3]
+        assert own.quorum_size == DEFAULTS.quorum_size, name
+    assert sorted(own.replica_id for own in settings.values()) == [0, 0, *sorted(DEFAULTS.replicas)]
     for name in APP_SERVICES:
         if service_kind(name) == "replica":
             assert f"replica-{settings[name].replica_id}" == name
 
 
 def test_the_defaults_are_the_ports_of_the_readme(services: dict[str, dict[str, Any]]) -> None:
-    defaults = Settings()
     frontend = _settings(services["frontend"])
-    assert frontend.frontend_port == defaults.frontend_port == 8000
-    assert _settings(services["catalog"]).catalog_port == defaults.catalog_port
+    assert frontend.frontend_port == DEFAULTS.frontend_port == 8000
+    assert _settings(services["catalog"]).catalog_port == DEFAULTS.catalog_port
     assert {rid: frontend.replica_port(rid) for rid in frontend.replicas} == {
-        rid: defaults.replica_port(rid) for rid in defaults.replicas
+        rid: DEFAULTS.replica_port(rid) for rid in DEFAULTS.replicas
     }
 
 
