@@ -77,6 +77,7 @@ def cmd_crash(args: argparse.Namespace) -> int:
             down_seconds=args.down,
             settle_seconds=args.settle,
             seed=args.seed,
+            replicas=args.replicas,
         )
     finally:
         if temporary is not None:
@@ -150,6 +151,12 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="seconds of shopping before the first kill and after each restart (2)",
     )
     crash.add_argument("--seed", type=int, default=None, help="seed for victims and shoppers")
+    crash.add_argument(
+        "--replicas",
+        type=at_least_one,
+        default=None,
+        help="order replicas (default: as many as ORDER_REPLICAS names)",
+    )
     crash.add_argument(
         "--doc",
         type=Path,

@@ -110,11 +110,15 @@ def run_crash_experiment(
     settle_seconds: float = 2.0,
     seed: int | None = None,
     env: Mapping[str, str] | None = None,
+    replicas: int | None = None,
 ) -> CrashReport:
     rng = random.Random(seed)
     done: list[Round] = []
     stop = threading.Event()
-    with plan_stack(work_dir, env=env) as cluster, ThreadPoolExecutor(1) as background:
+    with (
+        plan_stack(work_dir, env=env, replicas=replicas) as cluster,
+        ThreadPoolExecutor(1) as background,
+    ):
         cluster.start()
         shopping = background.submit(
             run_shoppers,

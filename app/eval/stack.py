@@ -23,9 +23,14 @@ def write_ample_catalog(path: Path) -> Path:
 
 
 def plan_stack(
-    work_dir: Path, *, cache: bool = True, env: Mapping[str, str] | None = None
+    work_dir: Path,
+    *,
+    cache: bool = True,
+    env: Mapping[str, str] | None = None,
+    replicas: int | None = None,
 ) -> Cluster:
-    """A whole stack under ``work_dir`` (data/, logs/), not started yet.
+    """A whole stack under ``work_dir`` (data/, logs/), not started yet; ``replicas`` as in
+    ``Cluster.create``.
 
     It always runs its own Redis (an exported REDIS_URL is ignored) so that nothing else
     shares the cache being measured.
@@ -36,6 +41,7 @@ def plan_stack(
         log_dir=work_dir / "logs",
         free_ports=True,
         env=env,
+        replicas=replicas,
         overrides={
             "CACHE_ENABLED": "1" if cache else "0",
             "CATALOG_DATA": str(catalog),

@@ -39,7 +39,7 @@ def test_crash_experiment_reports_into_its_section(tmp_path: Path, capsys) -> No
     doc.write_text(f"# Evaluation\n\nbefore\n\n{BEGIN}\nold report\n{END}\n\nafter\n")
     code = main(
         ["crash-experiment", "--rounds", "2", "--clients", "2", "--down", "0.5", "--settle", "1",
-         "--seed", "1", "--doc", str(doc)]
+         "--seed", "1", "--replicas", "5", "--doc", str(doc)]
     )  # fmt: skip
     printed = capsys.readouterr().out
     assert code == 0, printed
@@ -47,7 +47,8 @@ def test_crash_experiment_reports_into_its_section(tmp_path: Path, capsys) -> No
     assert "old report" not in text and text.count(BEGIN) == 1 and text.count(END) == 1
     assert text.startswith("# Evaluation\n\nbefore\n") and text.endswith("\n\nafter\n")
     assert "no client noticed" in text and "**identical**" in text
-    assert "| 1 | replica 3 | yes |" in text  # the first round kills the first leader
+    assert "| 1 | replica 5 | yes |" in text  # the first round kills the first leader
+    assert "replica 5: " in text and "replica 6" not in text
 
 
 def test_first_of_every_three_rounds_kills_the_leader() -> None:
