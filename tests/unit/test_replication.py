@@ -54,7 +54,8 @@ class MemoryStorage:
 
 
 class Sim:
-    """Three replicas and a network that the test (or a seeded random source) controls."""
+    """``n`` replicas (three by default) and a network that the test (or a seeded random
+    source) controls."""
 
     def __init__(
         self,
@@ -287,16 +288,18 @@ def test_leader_needs_a_majority_of_votes():
     assert sim.elect(3)
 
 
-@pytest.mark.parametrize("seed", range(300))
-def test_loss_duplication_reordering_and_crashes_never_lose_a_committed_order(seed):
-    """Random schedules: orders, sends (refused when the peer is down), partial deliveries,
-    crashes and restarts of any replica (all three at times), elections of any live replica,
-    abandoned orders and start-up catch-up. Sim.check() asserts after every step that no index
-    ever commits two different entries, no abandoned order ever commits, and no term has two
-    leaders."""
-    sim = Sim(seed=seed, loss=0.25, dup=0.25, reorder=True, batch=3)
+@pytest.mark.parametrize(
+    ("n", "seed"), [(3, seed) for seed in range(300)] + [(5, seed) for seed in range(100)]
+)
+def test_loss_duplication_reordering_and_crashes_never_lose_a_committed_order(n, seed):
+    """Random schedules over three and five replicas: orders, sends (refused when the peer is
+    down), partial deliveries, crashes and restarts of any replica (all of them at times),
+    elections of any live replica, abandoned orders and start-up catch-up. Sim.check() asserts
+    after every step that no index ever commits two different entries, no abandoned order ever
+    commits, and no term has two leaders."""
+    sim = Sim(n=n, seed=seed, loss=0.25, dup=0.25, reorder=True, batch=3)
     rng = random.Random(seed * 7 + 1)
-    leader = 3
+    leader = n
     sim.elect(leader)
     for _step in range(300):
         action = rng.random()
@@ -333,7 +336,7 @@ def test_loss_duplication_reordering_and_crashes_never_lose_a_committed_order(se
     assert sim.elect(final)
     sim.settle(final)
     logs = {i: sim.storage[i].entries for i in sim.ids}
-    assert logs[1] == logs[2] == logs[3]
+    assert all(log == logs[final] for log in logs.values())
     committed = {e.key: e.index for e in logs[final][: sim.replicas[final].commit_index + 1]}
     for key, number in sim.acked.items():
         assert committed.get(key) == number, f"acknowledged order {key} lost or renumbered"
