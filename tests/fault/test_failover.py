@@ -24,7 +24,7 @@ pytestmark = pytest.mark.fault
 
 
 def test_leader_killed_while_eight_shoppers_order(cluster_factory):
-    cluster = cluster_factory(env=NO_RESTOCK)
+    cluster = cluster_factory(env=NO_RESTOCK, replicas=3)
     with Shoppers(cluster.frontend_url, 8) as shoppers:
         time.sleep(1.5)
         cluster.kill("replica-3")
@@ -38,7 +38,7 @@ def test_leader_killed_while_eight_shoppers_order(cluster_factory):
 
 
 def test_follower_killed_catches_up_after_restart(cluster_factory):
-    cluster = cluster_factory(env=NO_RESTOCK)
+    cluster = cluster_factory(env=NO_RESTOCK, replicas=3)
     with Shoppers(cluster.frontend_url, 4) as shoppers:
         time.sleep(0.5)
         cluster.kill("replica-1")
@@ -50,7 +50,7 @@ def test_follower_killed_catches_up_after_restart(cluster_factory):
 
 
 def test_two_replicas_down_refuses_orders_and_moves_no_stock(cluster_factory):
-    cluster = cluster_factory(env={**NO_RESTOCK, "ORDER_DEADLINE": "2"})
+    cluster = cluster_factory(env={**NO_RESTOCK, "ORDER_DEADLINE": "2"}, replicas=3)
     url = cluster.frontend_url
     assert order(requests, url, "Tux", 1).status_code == 200
     before = stock(url, "Tux")

@@ -9,7 +9,7 @@ from tests.support import JSON, assert_replicas_identical, new_key, order
 
 
 def test_leader_moved_behind_the_front_ends_back(cluster_factory):
-    cluster = cluster_factory(env={"RESTOCK_INTERVAL": "3600"})
+    cluster = cluster_factory(env={"RESTOCK_INTERVAL": "3600"}, replicas=3)
     url = cluster.frontend_url
     assert order(requests, url, "Tux", 1).status_code == 200
     old_term = replica_health(cluster)[3]["term"]
@@ -37,7 +37,9 @@ def test_leader_moved_behind_the_front_ends_back(cluster_factory):
 
 
 def test_election_for_a_term_not_above_the_replicas_is_refused(cluster_factory):
-    cluster = cluster_factory(services=["redis", "catalog", "replica-1", "replica-2", "replica-3"])
+    cluster = cluster_factory(
+        services=["redis", "catalog", "replica-1", "replica-2", "replica-3"], replicas=3
+    )
     first = requests.post(f"{cluster.replica_urls[1]}/election", json={"term": 5})
     assert first.status_code == 200 and first.json()["data"] == {"leader_id": 1, "term": 5}
     stale = requests.post(f"{cluster.replica_urls[2]}/election", json={"term": 5})
