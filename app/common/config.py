@@ -19,7 +19,8 @@ class ConfigError(ValueError):
 
 
 def local_replicas(count: int) -> str:
-    """ORDER_REPLICAS for ``count`` replicas on this machine: ids 1..count, ports 8101.."""
+    """ORDER_REPLICAS for ``count`` replicas on this machine: ids 1..count, replica i on port
+    REPLICA_BASE_PORT + i."""
     if count < 1:
         raise ConfigError(f"the number of order replicas must be at least 1, got {count}")
     return ",".join(f"{i}=http://127.0.0.1:{REPLICA_BASE_PORT + i}" for i in range(1, count + 1))
