@@ -57,9 +57,12 @@ def test_orders_commit_on_every_replica(cluster_factory: ClusterFactory, count: 
         assert replica_log_path(cluster.data_dir, rid).is_file()
 
 
-def _wait_for_order(url: str, timeout: float = 60.0) -> requests.Response:
+def _wait_for_order(
+    proc: subprocess.Popen[bytes], url: str, timeout: float = 60.0
+) -> requests.Response:
     deadline = time.monotonic() + timeout
     while True:
+        assert proc.poll() is None, f"toystore up exited with {proc.returncode}"
         try:
             reply = order(requests, url, "Tux", 1)
             if reply.status_code == 200:
@@ -86,7 +89,8 @@ def test_toystore_up_starts_every_replica_of_order_replicas(tmp_path: Path) -> N
     argv += ["--log-dir", str(tmp_path / "logs")]
     proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.PIPE)
     try:
-        assert _wait_for_order(f"http://127.0.0.1:{frontend}").json()["data"]["order_number"] == 0
+        placed = _wait_for_order(proc, f"http://127.0.0.1:{frontend}")
+        assert placed.json()["data"]["order_number"] == 0
         for rid, port in replicas.items():
             health = requests.get(f"http://127.0.0.1:{port}/health", timeout=2).json()["data"]
             assert health["id"] == rid, health
