@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 from flask import Blueprint, Response, current_app, request
 
 from app.catalog.service import CatalogService
 from app.catalog.store import StoreError
-from app.common.errors import ApiError, ok
+from app.common.errors import ApiError, ok, readiness
 from app.common.validation import (
     check_fields,
     idempotency_key,
@@ -102,3 +104,13 @@ def ledger() -> Reply:
 @bp.get("/health")
 def health() -> Reply:
     return ok({"status": "ok", "products": _service().store.count()})
+
+
+@bp.get("/ready")
+def ready() -> Reply:
+    """Able to serve: the database answers a read and holds toys."""
+    try:
+        products = _service().store.count()
+    except sqlite3.Error as exc:
+        return readiness([f"the database cannot be read ({exc})"])
+    return readiness([] if products else ["the database holds no toys"])

@@ -128,6 +128,7 @@ class Settings:
     # Replication.
     write_quorum: str = "majority"  # or "1": asynchronous followers (can lose acked orders)
     heartbeat_interval: float = 0.05
+    election_timeout: float = 0.5  # silence after which a leader (or a majority) counts as gone
     commit_timeout: float = 2.0
     replication_batch: int = 512
     sqlite_synchronous: str = "FULL"
@@ -177,6 +178,7 @@ class Settings:
             order_deadline=_float(env, "ORDER_DEADLINE", 8.0),
             write_quorum=quorum,
             heartbeat_interval=_float(env, "HEARTBEAT_INTERVAL", 0.05),
+            election_timeout=_float(env, "ELECTION_TIMEOUT", 0.5),
             commit_timeout=_float(env, "COMMIT_TIMEOUT", 2.0),
             replication_batch=_int(env, "REPLICATION_BATCH", 512, minimum=1),
             sqlite_synchronous=synchronous,

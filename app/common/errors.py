@@ -37,6 +37,13 @@ def ok(data: object, status: int = 200) -> tuple[Response, int]:
     return jsonify({"data": data}), status
 
 
+def readiness(problems: list[str]) -> tuple[Response, int]:
+    """A readiness probe's reply: 200 when nothing stands in the way, else 503 naming what."""
+    if problems:
+        raise ApiError(503, "Not ready: " + "; ".join(problems) + ".")
+    return ok({"ready": True})
+
+
 def error_response(status: int, message: str) -> tuple[Response, int]:
     return jsonify({"error": {"code": status, "message": message}}), status
 

@@ -59,6 +59,10 @@ class OrderRouter:
         with self._lock:
             return self._leader
 
+    def find_leader(self, timeout: float) -> int | None:
+        """The leader's id, choosing (and if need be electing) one within ``timeout``."""
+        return self._current_or_select(timeout)
+
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         for client in self._clients.values():

@@ -8,7 +8,7 @@ from typing import Any
 from flask import Blueprint, current_app, request
 
 from app.common import validation
-from app.common.errors import ApiError, ok
+from app.common.errors import ApiError, ok, readiness
 from app.common.http import ServiceUnavailable
 from app.frontend.services import CATALOG_DOWN, Frontend
 
@@ -18,6 +18,7 @@ PUBLIC_FIELDS = ("name", "price", "quantity")
 # The catalog's per-toy change counter, in a header so the public JSON stays as the spec says.
 # It lets a client (the chaos checker) order its reads after its own purchases.
 VERSION_HEADER = "X-Product-Version"
+READY_TIMEOUT = 1.0  # seconds /ready may spend finding a leader
 
 
 def _frontend() -> Frontend:
@@ -74,6 +75,19 @@ def place_order():
 @bp.get("/orders/<raw>/")
 def get_order(raw: str):
     return ok(_frontend().orders.get_order(validation.order_number(raw)))
+
+
+@bp.get("/ready")
+def ready():
+    """Able to serve: a leader for orders, and Redis or the catalog (the cache's fallback)
+    for product reads."""
+    frontend = _frontend()
+    problems = []
+    if frontend.orders.find_leader(READY_TIMEOUT) is None:
+        problems.append("no order leader")
+    if not frontend.cache.ping() and not frontend.catalog_answers():
+        problems.append("neither Redis nor the catalog answers")
+    return readiness(problems)
 
 
 @bp.get("/health")

@@ -44,6 +44,12 @@ class Frontend:
             raise ApiError(503, CATALOG_DOWN)
         return reply.data
 
+    def catalog_answers(self) -> bool:
+        try:
+            return self.catalog.get("/health").status == 200
+        except ServiceUnavailable:
+            return False
+
     def close(self) -> None:
         self.cache.close()
         self.orders.close()

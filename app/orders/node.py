@@ -67,6 +67,7 @@ class OrderNode:
         self.storage = SqliteLog(settings.data_dir / LOG_FILE, settings.sqlite_synchronous)
         self.replica = Replica(self.id, self.peers.ids, settings.quorum_size, self.storage)
         self.disk_error = ""  # the last write error, while the disk fails
+        self.leader_contact = float("-inf")  # when an append of the current leader last came
         self.lock = threading.Lock()
         # Two conditions on the one lock, so that a new entry wakes only the replicators and a
         # commit wakes only the orders waiting for it (one wake-up per order per round instead
@@ -173,6 +174,24 @@ class OrderNode:
                 "disk": "failed" if r.disk_failed else "ok",
                 "can_lead": r.can_lead,
             }
+
+    def readiness_problems(self) -> list[str]:
+        """Why this replica cannot do its part in a quorum right now (empty: it can)."""
+        with self.lock:
+            r = self.replica
+            if r.disk_failed:
+                return ["its disk is failing"]
+            if r.role == Role.LEADER:
+                problems = [] if r.ready else ["it is still taking over as leader"]
+                if not r.has_quorum_reachable():
+                    problems.append("too few replicas answer for a quorum")
+                return problems
+            silent = time.monotonic() - self.leader_contact
+            if r.leader_id is None or silent > self.settings.election_timeout:
+                return [f"no leader heard from in {self.settings.election_timeout:g} s"]
+            if r.meta.log_term != r.term:
+                return ["it does not hold the leader's log yet"]
+            return []
 
     def status(self) -> Status:
         with self.lock:
@@ -408,7 +427,10 @@ class OrderNode:
 
     def handle_append(self, request):
         with self._locked() as replica:
-            return replica.handle_append(request)
+            reply = replica.handle_append(request)
+            if reply.term == request.term:  # the leader of our term
+                self.leader_contact = time.monotonic()
+            return reply
 
     def committed_after(self, index: int) -> dict:
         with self.lock:

@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint, current_app, request
 
 from app.common import validation
-from app.common.errors import ApiError, ok
+from app.common.errors import ApiError, ok, readiness
 from app.orders.node import OrderNode
 from app.orders.peers import append_request_from_json, to_json, vote_request_from_json
 from app.orders.replication import NO_INDEX
@@ -22,6 +22,11 @@ def node() -> OrderNode:
 @bp.get("/health")
 def health():
     return ok(node().health())
+
+
+@bp.get("/ready")
+def ready():
+    return readiness(node().readiness_problems())
 
 
 @bp.post("/orders")
