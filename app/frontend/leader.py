@@ -60,7 +60,11 @@ class OrderRouter:
             return self._leader
 
     def find_leader(self, timeout: float) -> int | None:
-        """The leader's id, choosing (and if need be electing) one within ``timeout``."""
+        """The leader's id, checked with its own health, else chosen (and if need be
+        elected) within ``timeout``."""
+        leader = self.leader
+        if leader is not None and not self._still_leads(leader[0]):
+            self._forget(leader[0])
         return self._current_or_select(timeout)
 
     def close(self) -> None:

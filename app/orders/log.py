@@ -14,6 +14,7 @@ back as a learner (membership.py).
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 import sqlite3
 from collections.abc import Iterator
@@ -67,6 +68,25 @@ CREATE TABLE IF NOT EXISTS orders (
 _META_COLUMNS = (
     "current_term, voted_for, log_term, commit_index, cluster_id, incarnation, voter, vote_floor"
 )
+
+
+HEADROOM = 1 << 20  # bytes a failed disk must take again before the replica uses it
+
+
+def _probe_headroom(path: Path) -> None:
+    """Write HEADROOM bytes to ``path`` and fsync them; raises OSError if the disk cannot."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            block = memoryview(b"\0" * HEADROOM)
+            while block:  # a nearly full disk takes part of a write before it says ENOSPC
+                block = block[os.write(fd, block) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
 
 
 def _disk_error(exc: BaseException) -> bool:
@@ -164,10 +184,15 @@ class SqliteLog:
 
     def reopen(self) -> None:
         """A new connection and one durable write: raises StorageError while the disk still
-        fails. After a failed write or fsync, only what a fresh connection reads is trusted."""
+        fails. After a failed write or fsync, only what a fresh connection reads is trusted.
+
+        First HEADROOM bytes are written, fsynced and removed beside the database: a disk
+        with room for one small SQLite page but no more would otherwise count as recovered
+        and fail again at the next order."""
         with contextlib.suppress(sqlite3.Error):
             self.db.close()
         with self._disk():
+            _probe_headroom(self.path.parent / ".headroom")
             self.db = self._open()
             self.db.execute("BEGIN IMMEDIATE")
             self.db.execute("UPDATE meta SET current_term = current_term")

@@ -306,10 +306,7 @@ class OrderNode:
     # Elections -----------------------------------------------------------------------
 
     def elect(self, term: int) -> dict:
-        with self.lock:
-            voter = self.replica.voter
-        if not voter:
-            self._join(None)  # a brand-new cluster may be forming right now
+        self._join_if_not_voter()  # a brand-new cluster may be forming right now
         with self._locked() as replica:
             if replica.role == Role.LEADER and replica.term >= term:
                 return {"leader_id": self.id, "term": replica.term}
@@ -422,6 +419,7 @@ class OrderNode:
                 replica.on_append_reply(peer_id, request, reply)
 
     def handle_vote(self, request) -> VoteReply:
+        self._join_if_not_voter()  # a peer's first election may come before our first probe
         with self._locked() as replica:
             return replica.handle_vote(request)
 
@@ -477,6 +475,12 @@ class OrderNode:
             elif not voter:
                 plan = self._join(plan)
             self.stopping.wait(CARETAKER_INTERVAL)
+
+    def _join_if_not_voter(self) -> None:
+        with self.lock:
+            voter = self.replica.voter
+        if not voter:
+            self._join(None)
 
     def _join(self, previous: Plan | None) -> Plan:
         futures = {pid: self.voters.submit(self.peers.status, pid) for pid in self.peers.ids}
