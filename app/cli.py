@@ -94,7 +94,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     Gunicorn replaces this process, so signals from ``docker stop`` reach its master directly.
     """
     try:
-        argv = serve_argv(args.service, Settings.from_env())
+        settings = Settings.from_env()
+        settings.require_internal_token()
+        argv = serve_argv(args.service, settings)
     except ConfigError as exc:
         print(f"toystore: {exc}", file=sys.stderr)
         return 2

@@ -36,10 +36,12 @@ import redis
 import requests
 
 from app.common.config import Settings, local_replicas
+from app.common.secrets import stored_secret
 from app.orders.log import replica_dir
 from app.outputs import ROOT
 
 REDIS_CONF = ROOT / "redis" / "redis.conf"
+TOKEN_FILE = "internal-token"  # in the data directory, when INTERNAL_TOKEN is not set
 
 APP_MODULES = {"catalog": "app.catalog", "replica": "app.orders", "frontend": "app.frontend"}
 
@@ -116,7 +118,7 @@ class ServiceSpec:
 
     name: str
     argv: list[str]
-    env: dict[str, str]
+    env: dict[str, str] = field(repr=False)  # holds the secrets
     port: int
     health_url: str  # http://.../health, or redis://... for Redis (PING)
 
@@ -249,6 +251,7 @@ class Cluster:
     services: tuple[str, ...]
     specs: dict[str, ServiceSpec]
     redis_url: str
+    internal_token: str = field(repr=False)
     _running: dict[str, _Running] = field(default_factory=dict)
 
     @classmethod
@@ -299,6 +302,7 @@ class Cluster:
         # Keep the canonical start order whatever order the caller listed them in.
         chosen = tuple(name for name in known if name in chosen)
 
+        internal_token = settings.internal_token or stored_secret(data_dir / TOKEN_FILE)
         catalog_url = f"http://{host}:{ports.catalog}"
         replica_urls = {rid: f"http://{host}:{port}" for rid, port in ports.replicas.items()}
         shared = {
@@ -310,6 +314,7 @@ class Cluster:
             "ORDER_REPLICAS": ",".join(f"{rid}={url}" for rid, url in replica_urls.items()),
             "REPLICA_ID": "0",
             "DATA_DIR": str(data_dir),
+            "INTERNAL_TOKEN": internal_token,
             # The children run in the repository root, not in the caller's directory.
             "CATALOG_DATA": str(Path(settings.catalog_data).resolve())
             if settings.catalog_data
@@ -349,9 +354,16 @@ class Cluster:
                     ports.frontend,
                     f"http://{host}:{ports.frontend}/health",
                 )
-        return cls(settings, ports, data_dir, log_dir, tiers, chosen, specs, redis_url)
+        return cls(
+            settings, ports, data_dir, log_dir, tiers, chosen, specs, redis_url, internal_token
+        )
 
     # Where things are.
+
+    @property
+    def internal_headers(self) -> dict[str, str]:
+        """What a call to an internal endpoint of this cluster must carry."""
+        return {"Authorization": f"Bearer {self.internal_token}"}
 
     @property
     def frontend_url(self) -> str:

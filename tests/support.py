@@ -48,7 +48,9 @@ def assert_replicas_identical(cluster: Cluster) -> list[OrderRow]:
 
 def assert_stock_adds_up(cluster: Cluster, orders: list[OrderRow]) -> None:
     """The catalog sold exactly what the committed orders bought, toy by toy."""
-    ledger = requests.get(f"{cluster.catalog_url}/ledger", timeout=5).json()["data"]
+    ledger = requests.get(
+        f"{cluster.catalog_url}/ledger", headers=cluster.internal_headers, timeout=5
+    ).json()["data"]
     sold = Counter()
     for _, name, quantity, _ in orders:
         sold[name] += quantity

@@ -153,7 +153,12 @@ def invalidation_lag(workdir: Path, samples: int = 200) -> list[float]:
             pubsub.get_message(timeout=1)
             body = {"key": uuid.uuid4().hex, "name": toy, "quantity": 1, "term": 0}
             started = time.perf_counter()
-            session.post(f"{cluster.catalog_url}/purchases", json=body, timeout=5)
+            session.post(
+                f"{cluster.catalog_url}/purchases",
+                json=body,
+                headers=cluster.internal_headers,
+                timeout=5,
+            )
             while (message := pubsub.get_message(timeout=2)) is not None:
                 if message["data"] in (b"del", b"unlink"):
                     lags.append((time.perf_counter() - started) * 1000)

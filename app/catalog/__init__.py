@@ -27,7 +27,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     setup_logging("catalog", settings.log_level)
 
-    app = new_app(__name__, settings.max_body_bytes)
+    app = new_app(__name__, settings.max_body_bytes, settings.require_internal_token())
     app.register_blueprint(bp)
 
     publisher = InvalidationPublisher(

@@ -71,6 +71,18 @@ def _bool(env: dict[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be 0 or 1, got {raw!r}")
 
 
+def _secret(env: dict[str, str], name: str) -> str:
+    """``NAME`` itself, else the contents of the file ``NAME_FILE`` names (a mounted secret)."""
+    value = env.get(name, "").strip()
+    path = env.get(f"{name}_FILE", "").strip()
+    if value or not path:
+        return value
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"{name}_FILE {path!r} cannot be read: {exc.strerror}") from None
+
+
 def parse_replicas(spec: str) -> dict[int, str]:
     """Parse ``"1=http://host:8101,2=http://host:8102"`` into ``{1: url, 2: url}``.
 
@@ -145,6 +157,9 @@ class Settings:
 
     log_level: str = "INFO"
 
+    # The store's own credential: every call between services carries it (never logged).
+    internal_token: str = field(default="", repr=False)
+
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
@@ -189,7 +204,17 @@ class Settings:
             max_order_quantity=_int(env, "MAX_ORDER_QUANTITY", 1000, minimum=1),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", 4096, minimum=256),
             log_level=_str(env, "LOG_LEVEL", "INFO").upper(),
+            internal_token=_secret(env, "INTERNAL_TOKEN"),
         )
+
+    def require_internal_token(self) -> str:
+        """The internal credential; a service cannot run without it."""
+        if not self.internal_token:
+            raise ConfigError(
+                "INTERNAL_TOKEN (or INTERNAL_TOKEN_FILE) must be set to the store's internal"
+                " credential, the same for every service"
+            )
+        return self.internal_token
 
     @property
     def quorum_size(self) -> int:

@@ -46,13 +46,15 @@ class ServiceClient:
     """JSON over HTTP to one base URL, through a pool of keep-alive connections.
 
     Shared by the threads of a process: urllib3's pool is thread-safe and keeps up to
-    ``pool_size`` connections open.
+    ``pool_size`` connections open. ``token`` is the store's internal credential: every call
+    carries it as ``Authorization: Bearer <token>`` (this is the one place that adds it).
     """
 
-    def __init__(self, base_url: str, timeout: float, pool_size: int = 32) -> None:
+    def __init__(self, base_url: str, timeout: float, token: str, pool_size: int = 32) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.pool = urllib3.connection_from_url(self.base_url, maxsize=pool_size, block=False)
+        self._auth = {"Authorization": f"Bearer {token}"}
 
     def request(
         self,
@@ -65,6 +67,7 @@ class ServiceClient:
         url = self.base_url + path
         body = None if json is None else orjson.dumps(json)
         all_headers = {"Content-Type": "application/json"} if body is not None else {}
+        all_headers.update(self._auth)
         all_headers.update(headers or {})
         # A GET goes out a second time only if the server dropped the kept-alive connection
         # before any reply: Gunicorn closes idle connections on its own schedule, and a reused

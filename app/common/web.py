@@ -1,15 +1,21 @@
 """What every service's Flask app has in common: JSON in and out through orjson, the error
-shape for every failure, and a bound on request bodies."""
+shape for every failure, a bound on request bodies, and for internal services the check of
+the store's credential before any route runs."""
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
 import orjson
-from flask import Flask, Response
+from flask import Flask, Response, request
 from flask.json.provider import JSONProvider
 
-from app.common.errors import register_error_handlers
+from app.common.errors import error_response, register_error_handlers
+
+# Probes answer anyone: orchestrators and monitoring carry no credential.
+PROBES = frozenset({"/health", "/ready", "/metrics"})
+CREDENTIAL_NEEDED = "This is an internal endpoint of the store; its credential is needed."
 
 
 class OrjsonProvider(JSONProvider):
@@ -27,10 +33,29 @@ class OrjsonProvider(JSONProvider):
         return self._app.response_class(body, mimetype="application/json")
 
 
-def new_app(import_name: str, max_body_bytes: int | None) -> Flask:
-    """A Flask app with our JSON provider, error handlers and body bound (None: unbounded)."""
+def new_app(
+    import_name: str, max_body_bytes: int | None, internal_token: str | None = None
+) -> Flask:
+    """A Flask app with our JSON provider, error handlers and body bound (None: unbounded).
+
+    With ``internal_token`` every request but the probes must carry it as a bearer token, or
+    it is refused with 401 before any route runs (so it changes nothing)."""
     app = Flask(import_name)
     app.json = OrjsonProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
     register_error_handlers(app)
+    if internal_token is not None:
+        expected = f"Bearer {internal_token}".encode()
+
+        @app.before_request
+        def _require_credential() -> tuple[Response, int] | None:
+            if request.path in PROBES:
+                return None
+            given = request.headers.get("Authorization", "").encode()
+            if hmac.compare_digest(given, expected):
+                return None
+            response, status = error_response(401, CREDENTIAL_NEEDED)
+            response.headers["WWW-Authenticate"] = "Bearer"
+            return response, status
+
     return app

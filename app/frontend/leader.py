@@ -42,7 +42,7 @@ class OrderRouter:
         self._health_timeout = min(_HEALTH_TIMEOUT, settings.http_timeout)
         self._call_timeout = settings.leader_call_timeout
         self._clients = {
-            rid: ServiceClient(url, settings.http_timeout)
+            rid: ServiceClient(url, settings.http_timeout, settings.require_internal_token())
             for rid, url in sorted(settings.replicas.items(), reverse=True)
         }
         self._pool = ThreadPoolExecutor(max_workers=len(self._clients), thread_name_prefix="rpc")

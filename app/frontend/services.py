@@ -27,7 +27,9 @@ class Frontend:
         cache = ProductCache(settings)
         return cls(
             settings=settings,
-            catalog=ServiceClient(settings.catalog_url, settings.http_timeout),
+            catalog=ServiceClient(
+                settings.catalog_url, settings.http_timeout, settings.require_internal_token()
+            ),
             cache=cache,
             orders=OrderRouter(settings, cache),
         )

@@ -14,7 +14,8 @@ from app.orders.routes import bp
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
     setup_logging(f"order-{settings.replica_id}", settings.log_level)
-    app = new_app(__name__, None)  # catch-up and append batches can be large
+    # Catch-up and append batches can be large: no body bound here.
+    app = new_app(__name__, None, settings.require_internal_token())
     app.register_blueprint(bp)
     node = OrderNode(settings)
     app.extensions["order_node"] = node

@@ -59,11 +59,13 @@ class OrderNode:
             )
         self.settings = settings
         self.id = settings.replica_id
+        token = settings.require_internal_token()
         self.peers = Peers(
             {pid: url for pid, url in settings.replicas.items() if pid != self.id},
             settings.http_timeout,
+            token,
         )
-        self.catalog = ServiceClient(settings.catalog_url, settings.http_timeout)
+        self.catalog = ServiceClient(settings.catalog_url, settings.http_timeout, token)
         self.storage = SqliteLog(settings.data_dir / LOG_FILE, settings.sqlite_synchronous)
         self.replica = Replica(self.id, self.peers.ids, settings.quorum_size, self.storage)
         self.disk_error = ""  # the last write error, while the disk fails

@@ -32,8 +32,10 @@ def append_request_from_json(data: dict) -> AppendRequest:
 class Peers:
     """Clients for the other replicas."""
 
-    def __init__(self, urls: dict[int, str], timeout: float) -> None:
-        self.clients = {pid: ServiceClient(url, timeout, pool_size=8) for pid, url in urls.items()}
+    def __init__(self, urls: dict[int, str], timeout: float, token: str) -> None:
+        self.clients = {
+            pid: ServiceClient(url, timeout, token, pool_size=8) for pid, url in urls.items()
+        }
 
     @property
     def ids(self) -> list[int]:

@@ -81,7 +81,9 @@ def test_catalog_killed_keeps_committed_stock(cluster_factory):
     cluster.kill("catalog")
     assert order(requests, url, "Barbie", 1).status_code == 503
     cluster.restart("catalog")
-    direct = requests.get(f"{cluster.catalog_url}/products/Barbie").json()["data"]
+    direct = requests.get(
+        f"{cluster.catalog_url}/products/Barbie", headers=cluster.internal_headers
+    ).json()["data"]
     assert direct["quantity"] == 85
     assert stock(url, "Barbie") == 85
     assert order(requests, url, "Barbie", 1).status_code == 200

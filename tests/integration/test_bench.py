@@ -18,7 +18,11 @@ def catalog(module_cluster_factory):
 def test_load_generator_counts_replies_and_stops_after_n(catalog):
     paths = iter(["/products/Tux", "/products/No%20such%20toy"] * 50)
     result = run_load(
-        catalog.catalog_url, lambda _: ("GET", next(paths), None, None), 4, 30, stop_after=100
+        catalog.catalog_url,
+        lambda _: ("GET", next(paths), None, catalog.internal_headers),
+        4,
+        30,
+        stop_after=100,
     )
     assert result.ok == 50 and result.statuses == {200: 50, 404: 50}
     assert result.errors == 0
@@ -30,12 +34,16 @@ def test_load_generator_counts_replies_and_stops_after_n(catalog):
 def test_load_generator_sends_bodies_and_encoded_paths(catalog):
     body = {"key": "bench-test-1", "name": "Fox", "quantity": 1, "term": 0}
     bought = run_load(
-        catalog.catalog_url, lambda _: ("POST", "/purchases", body, None), 2, 30, stop_after=6
+        catalog.catalog_url,
+        lambda _: ("POST", "/purchases", body, catalog.internal_headers),
+        2,
+        30,
+        stop_after=6,
     )
     assert bought.ok == 6  # one purchase, five idempotent replays
     name = run_load(
         catalog.catalog_url,
-        lambda _: ("GET", f"/products/{quote('Etch A Sketch')}", None, None),
+        lambda _: ("GET", f"/products/{quote('Etch A Sketch')}", None, catalog.internal_headers),
         1,
         30,
         stop_after=1,

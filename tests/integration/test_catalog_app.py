@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from flask.testing import FlaskClient
 
 from app.catalog import create_app
 from app.catalog.catalog_data import write_catalog
@@ -27,6 +28,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+TOKEN = "catalog-test-token"
+
+
+class InternalClient(FlaskClient):
+    """A test client that calls as the store's own services do: with the credential."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {TOKEN}"
+
+
 def make_app(tmp_path: Path, redis_url: str, **env: str):
     settings = Settings.from_env(
         {
@@ -34,10 +46,13 @@ def make_app(tmp_path: Path, redis_url: str, **env: str):
             "REDIS_URL": redis_url,
             "RESTOCK_INTERVAL": "3600",
             "REDIS_TIMEOUT": "0.2",
+            "INTERNAL_TOKEN": TOKEN,
             **env,
         }
     )
-    return create_app(settings)
+    app = create_app(settings)
+    app.test_client_class = InternalClient
+    return app
 
 
 @pytest.fixture

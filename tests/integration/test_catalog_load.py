@@ -25,8 +25,15 @@ def _load(cluster, path: Path) -> subprocess.CompletedProcess:
     )
 
 
+def _status(cluster, path: str) -> int:
+    reply = requests.get(cluster.catalog_url + path, headers=cluster.internal_headers, timeout=5)
+    return reply.status_code
+
+
 def _product(cluster, name: str) -> dict:
-    return requests.get(f"{cluster.catalog_url}/products/{name}", timeout=5).json()["data"]
+    return requests.get(
+        f"{cluster.catalog_url}/products/{name}", headers=cluster.internal_headers, timeout=5
+    ).json()["data"]
 
 
 def test_load_adds_toys_takes_prices_keeps_stock_and_invalidates(cluster_factory, tmp_path):
@@ -34,6 +41,7 @@ def test_load_adds_toys_takes_prices_keeps_stock_and_invalidates(cluster_factory
     requests.post(
         f"{cluster.catalog_url}/purchases",
         json={"key": "k1", "name": "Tux", "quantity": 3, "term": 1},
+        headers=cluster.internal_headers,
         timeout=5,
     ).raise_for_status()
     watcher = redis.Redis.from_url(cluster.redis_url).pubsub()
@@ -81,7 +89,7 @@ def test_catalog_data_on_an_existing_database_is_a_warning(cluster_factory, tmp_
     cluster.stop_one("catalog")
     cluster.specs["catalog"].env["CATALOG_DATA"] = str(file)
     cluster.start_one("catalog")
-    assert requests.get(f"{cluster.catalog_url}/products/Kazoo", timeout=5).status_code == 404
+    assert _status(cluster, "/products/Kazoo") == 404
     warnings = [
         json.loads(line)
         for line in cluster.log_path("catalog").read_text().splitlines()

@@ -80,14 +80,21 @@ def test_sigkill_leaves_nothing_behind_and_restart_recovers(
 def test_catalog_keeps_its_stock_across_sigkill(cluster_factory: ClusterFactory) -> None:
     cluster = cluster_factory(services=["redis", "catalog"], env={"RESTOCK_INTERVAL": "3600"})
     purchase = {"key": uuid.uuid4().hex, "name": "Tux", "quantity": 3, "term": 1}
-    reply = requests.post(f"{cluster.catalog_url}/purchases", json=purchase, timeout=5)
+    reply = requests.post(
+        f"{cluster.catalog_url}/purchases",
+        json=purchase,
+        headers=cluster.internal_headers,
+        timeout=5,
+    )
     assert reply.status_code == 200, reply.text
     remaining = reply.json()["data"]["remaining"]
 
     cluster.kill("catalog")
     cluster.restart("catalog")
 
-    reply = requests.get(f"{cluster.catalog_url}/products/Tux", timeout=5)
+    reply = requests.get(
+        f"{cluster.catalog_url}/products/Tux", headers=cluster.internal_headers, timeout=5
+    )
     assert reply.json()["data"]["quantity"] == remaining
 
 

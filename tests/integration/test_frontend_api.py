@@ -29,6 +29,7 @@ def frontend_settings(cluster, **overrides) -> Settings:
     # Replicas on ports nothing listens on: orders that pass validation end in 503.
     values = {
         "catalog_url": cluster.catalog_url,
+        "internal_token": cluster.internal_token,
         "redis_url": cluster.redis_url,
         "invalidation_channel": cluster.settings.invalidation_channel,
         "replicas": {1: f"http://127.0.0.1:{free_port()}", 2: f"http://127.0.0.1:{free_port()}"},

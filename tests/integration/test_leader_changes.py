@@ -15,7 +15,11 @@ def test_leader_moved_behind_the_front_ends_back(cluster_factory):
     old_term = replica_health(cluster)[3]["term"]
 
     # Someone else makes replica 2 leader for a much higher term.
-    moved = requests.post(f"{cluster.replica_urls[2]}/election", json={"term": old_term + 10})
+    moved = requests.post(
+        f"{cluster.replica_urls[2]}/election",
+        json={"term": old_term + 10},
+        headers=cluster.internal_headers,
+    )
     assert moved.status_code == 200
     health = replica_health(cluster)
     assert health[2]["role"] == "leader" and health[3]["role"] == "follower"
@@ -24,7 +28,7 @@ def test_leader_moved_behind_the_front_ends_back(cluster_factory):
     direct = requests.post(
         f"{cluster.replica_urls[3]}/orders",
         json={"name": "Tux", "quantity": 1, "key": new_key()},
-        headers=JSON,
+        headers={**JSON, **cluster.internal_headers},
     )
     assert direct.status_code == 421
     # ... and the front-end follows: it re-selects the highest replica for a newer term.
@@ -40,9 +44,10 @@ def test_election_for_a_term_not_above_the_replicas_is_refused(cluster_factory):
     cluster = cluster_factory(
         services=["redis", "catalog", "replica-1", "replica-2", "replica-3"], replicas=3
     )
-    first = requests.post(f"{cluster.replica_urls[1]}/election", json={"term": 5})
+    auth = cluster.internal_headers
+    first = requests.post(f"{cluster.replica_urls[1]}/election", json={"term": 5}, headers=auth)
     assert first.status_code == 200 and first.json()["data"] == {"leader_id": 1, "term": 5}
-    stale = requests.post(f"{cluster.replica_urls[2]}/election", json={"term": 5})
+    stale = requests.post(f"{cluster.replica_urls[2]}/election", json={"term": 5}, headers=auth)
     assert stale.status_code == 409
     assert stale.json()["error"]["code"] == 409
     assert replica_health(cluster)[1]["role"] == "leader"

@@ -233,7 +233,8 @@ BAD_REPLICA_REQUESTS = [
 def test_bad_input_at_a_replica(store, method, path, body, status):
     replica = store.replica_urls[2]
     before = requests.get(f"{replica}/health").json()["data"]
-    reply = requests.request(method, replica + path, data=body, headers=JSON)
+    headers = {**JSON, **store.internal_headers}
+    reply = requests.request(method, replica + path, data=body, headers=headers)
     assert reply.status_code == status
     assert reply.json() == {"error": {"code": status, "message": reply.json()["error"]["message"]}}
     assert isinstance(reply.json()["error"]["message"], str)

@@ -67,7 +67,9 @@ def test_front_end_without_redis_and_catalog_is_not_ready(cluster_factory):
 
 
 def test_catalog_without_its_database_is_not_ready(tmp_path):
-    settings = Settings.from_env({"DATA_DIR": str(tmp_path), "RESTOCK_INTERVAL": "3600"})
+    settings = Settings.from_env(
+        {"DATA_DIR": str(tmp_path), "RESTOCK_INTERVAL": "3600", "INTERNAL_TOKEN": "t"}
+    )
     app = catalog_app(settings)
     client = app.test_client()
     assert client.get("/ready").status_code == 200

@@ -45,8 +45,20 @@ def test_serve_refuses_a_replica_id_outside_order_replicas(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("REPLICA_ID", "4")
+    monkeypatch.setenv("INTERNAL_TOKEN", "t")
     assert main(["serve", "replica"]) == 2
     assert "REPLICA_ID" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("service", ["catalog", "replica", "frontend"])
+def test_serve_refuses_to_start_without_the_internal_credential(
+    service: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("REPLICA_ID", "1")
+    monkeypatch.delenv("INTERNAL_TOKEN", raising=False)
+    assert main(["serve", service]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("toystore: INTERNAL_TOKEN") and len(err.strip().splitlines()) == 1
 
 
 def _wait_healthy(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
@@ -61,7 +73,12 @@ def test_serve_becomes_gunicorn_and_answers_health(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     port = free_port()
-    env = {**_clean_env(), "CATALOG_PORT": str(port), "DATA_DIR": str(tmp_path)}
+    env = {
+        **_clean_env(),
+        "CATALOG_PORT": str(port),
+        "DATA_DIR": str(tmp_path),
+        "INTERNAL_TOKEN": "t",
+    }
     for key in ("CATALOG_PORT", "DATA_DIR"):
         monkeypatch.setenv(key, env[key])  # for `toystore health` in this process
     assert main(["health", "catalog", "--timeout", "1"]) == 1  # nothing listens yet

@@ -34,7 +34,7 @@ def test_reply_cut_off_is_unavailable_not_an_exception():
     # requests raised ChunkedEncodingError, which ServiceClient did not turn into
     # ServiceUnavailable, so the front-end's failover never ran.
     server, port = _cut_off_server()
-    client = ServiceClient(f"http://127.0.0.1:{port}", timeout=2)
+    client = ServiceClient(f"http://127.0.0.1:{port}", timeout=2, token="t")
     try:
         with pytest.raises(ServiceUnavailable) as caught:
             client.get("/orders/0")
@@ -72,7 +72,7 @@ def test_get_is_resent_once_when_the_connection_drops_before_a_reply():
     # Found by a chaos run: a product read got a 503 with no fault anywhere, because the
     # catalog's Gunicorn closed an idle kept-alive connection just as the front-end reused it.
     server, port, seen = _drops_first_connection_server()
-    client = ServiceClient(f"http://127.0.0.1:{port}", timeout=2)
+    client = ServiceClient(f"http://127.0.0.1:{port}", timeout=2, token="t")
     try:
         assert client.get("/products/Tux").data == {"ok": True}
         assert len(seen) == 2
@@ -83,12 +83,23 @@ def test_get_is_resent_once_when_the_connection_drops_before_a_reply():
 
 def test_post_is_not_resent_when_the_connection_drops():
     server, port, seen = _drops_first_connection_server()
-    client = ServiceClient(f"http://127.0.0.1:{port}", timeout=2)
+    client = ServiceClient(f"http://127.0.0.1:{port}", timeout=2, token="t")
     try:
         with pytest.raises(ServiceUnavailable) as caught:
             client.post("/purchases", json={"key": "k"})
         assert caught.value.maybe_delivered
         assert len(seen) == 1
+    finally:
+        client.close()
+        server.close()
+
+
+def test_every_call_carries_the_internal_credential():
+    server, port, seen = _drops_first_connection_server()
+    client = ServiceClient(f"http://127.0.0.1:{port}", timeout=2, token="s3cret")
+    try:
+        client.get("/ledger")
+        assert all(b"\r\nAuthorization: Bearer s3cret\r\n" in request for request in seen)
     finally:
         client.close()
         server.close()
