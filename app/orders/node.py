@@ -277,7 +277,7 @@ class OrderNode:
             # before the commit index moves: if it is there, it is awaited like any other.
             with self.lock:
                 entry = self.replica.entry_for_key(order.key)
-            return saga.NotLeading() if entry is None else saga.Appended(entry.index)
+            return saga.AppendFailed() if entry is None else saga.Appended(entry.index)
 
     def _await_commit(self, key: str, index: int, term: int) -> saga.Event:
         deadline = time.monotonic() + self.settings.commit_timeout

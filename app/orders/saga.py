@@ -19,7 +19,8 @@ make sure an undo is only ever sent for a key whose order cannot commit at or be
 * One saga per key at a time on a leader (``SagaBook.begin`` refuses a second), so no two
   attempts of one key race each other on one leader.
 * An undo is sent only for a key that is in no log that can still commit it: the buy never
-  reached the log (it failed, was lost, or leadership moved before the append), or the leader
+  reached the log (it failed, was lost, leadership moved or the disk failed before the
+  append), or the leader
   itself dropped the entry because no follower could hold it (``replication.Replica.abandon``).
 * The leader that drops entries undoes all of them, each under a fresh attempt (above every
   attempt this leader issued so far), since the attempt that bought a dropped entry may belong
@@ -40,6 +41,7 @@ CATALOG_DOWN = "The catalog is not reachable; the order was not placed."
 SUPERSEDED = "This replica has been superseded as leader; the order was not placed."
 LEADERSHIP_CHANGED = "Leadership changed before the order committed."
 BUSY = "This order is already being placed; retry shortly."
+NOT_WRITTEN = "This replica could not write the order to its disk; the order was not placed."
 
 
 @dataclass(frozen=True, order=True)
@@ -73,7 +75,8 @@ class Buy:
 @dataclass(frozen=True)
 class Append:
     """Under the replica lock: if still leading in ``term``, append the order to the log
-    (answer ``Appended``), else answer ``NotLeading``."""
+    (answer ``Appended``, or ``AppendFailed`` if the disk refused), else answer
+    ``NotLeading``."""
 
     order: Order
     term: int
@@ -157,6 +160,11 @@ class NotLeading:
 
 
 @dataclass(frozen=True)
+class AppendFailed:
+    """The disk refused the entry; the log is as it was."""
+
+
+@dataclass(frozen=True)
 class Committed:
     pass
 
@@ -188,6 +196,7 @@ Event = (
     | BuyFailed
     | Appended
     | NotLeading
+    | AppendFailed
     | Committed
     | EntryGone
     | LeadershipLost
@@ -255,6 +264,8 @@ class OrderSaga:
                 # Bought but not appended: the key is in no log that can commit it (we bought
                 # only because our committed log lacked it), so the purchase goes back.
                 return [Undo(self.attempt), Fail(421, SUPERSEDED)]
+            case AppendFailed():
+                return [Undo(self.attempt), Fail(503, NOT_WRITTEN)]
             case Appended(index):
                 self.index = index
                 return [AwaitCommit(index, self.term)]

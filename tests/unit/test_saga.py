@@ -115,7 +115,7 @@ class Disk:
     log: list[Entry] = field(default_factory=list)
     commit: int = -1
     undos: set[Attempt] = field(default_factory=set)
-    full: bool = False  # writes to the outbox fail
+    full: bool = False  # writes fail (the outbox's, the log's appends)
 
 
 @dataclass
@@ -183,6 +183,8 @@ class Node:
             case saga.Append(order, term):
                 if not self.leader or self.disk.term != term:
                     event = saga.NotLeading()
+                elif self.disk.full:
+                    event = saga.AppendFailed()
                 else:
                     entry = Entry(len(self.log), term, order.name, order.quantity, order.key)
                     self.log.append(entry)
@@ -601,6 +603,14 @@ def test_bought_then_deposed_before_the_append_gives_the_stock_back(sim):
     sim.drain()
     sim.assert_nothing_held()
     sim.assert_conserved()
+
+
+def test_bought_but_the_disk_refused_the_entry_gives_the_stock_back(sim):
+    run = sim.place(3, steps=1)  # bought
+    assert run.saga.on(saga.AppendFailed()) == [
+        saga.Undo(run.saga.attempt),
+        saga.Fail(503, saga.NOT_WRITTEN),
+    ]
 
 
 # The outbox.
