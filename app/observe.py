@@ -48,6 +48,19 @@ def wait_converged(cluster: Cluster, timeout: float = 30.0) -> bool:
         time.sleep(0.1)
 
 
+def wait_undos_delivered(cluster: Cluster, timeout: float = 30.0) -> bool:
+    """Wait until no answering replica has an undo waiting for the catalog (each retries with
+    backoff, so this can take a few seconds after the catalog came back)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        health = replica_health(cluster)
+        if all(h.get("pending_undos") == 0 for h in health.values()):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+
+
 def replica_orders(cluster: Cluster) -> dict[int, list[OrderRow]]:
     """Every replica's committed orders, read from its SQLite file."""
     data_dir = cluster.data_dir

@@ -21,6 +21,7 @@ from app.observe import (
     replica_health,
     replica_orders,
     wait_converged,
+    wait_undos_delivered,
 )
 
 JSON = {"Content-Type": "application/json"}
@@ -48,6 +49,7 @@ def assert_replicas_identical(cluster: Cluster) -> list[OrderRow]:
 
 def assert_stock_adds_up(cluster: Cluster, orders: list[OrderRow]) -> None:
     """The catalog sold exactly what the committed orders bought, toy by toy."""
+    assert wait_undos_delivered(cluster), f"undos still pending: {replica_health(cluster)}"
     ledger = requests.get(
         f"{cluster.catalog_url}/ledger", headers=cluster.internal_headers, timeout=5
     ).json()["data"]

@@ -151,7 +151,7 @@ def invalidation_lag(workdir: Path, samples: int = 200) -> list[float]:
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             pubsub.subscribe(f"__keyspace@0__:{key}")
             pubsub.get_message(timeout=1)
-            body = {"key": uuid.uuid4().hex, "name": toy, "quantity": 1, "term": 0}
+            body = {"key": uuid.uuid4().hex, "name": toy, "quantity": 1, "term": 0, "attempt": 0}
             started = time.perf_counter()
             session.post(
                 f"{cluster.catalog_url}/purchases",

@@ -54,13 +54,14 @@ def get_product(name: str) -> Reply:
 def purchase() -> Reply:
     service = _service()
     body = json_body(request)
-    check_fields(body, {"key", "name", "quantity", "term"})
+    check_fields(body, {"key", "name", "quantity", "term", "attempt"})
     key = idempotency_key(body["key"])
     name = _toy_name(body["name"])
     quantity = positive_int(body["quantity"], "quantity", service.settings.max_order_quantity)
     term = non_negative_int(body["term"], "term")
+    attempt = non_negative_int(body["attempt"], "attempt")
     try:
-        result = service.store.purchase(key, name, quantity, term)
+        result = service.store.purchase(key, name, quantity, term, attempt)
     except StoreError as exc:
         raise ApiError(exc.status, str(exc)) from None
     return ok(result.as_dict())
@@ -69,10 +70,11 @@ def purchase() -> Reply:
 @bp.post("/purchases/undo")
 def undo() -> Reply:
     body = json_body(request)
-    check_fields(body, {"key", "term"})
+    check_fields(body, {"key", "term", "attempt"})
     key = idempotency_key(body["key"])
     term = non_negative_int(body["term"], "term")
-    return ok({"key": key, "undone": _service().store.undo(key, term)})
+    attempt = non_negative_int(body["attempt"], "attempt")
+    return ok({"key": key, "undone": _service().store.undo(key, term, attempt)})
 
 
 @bp.post("/purchases/reconcile")

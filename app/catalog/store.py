@@ -5,7 +5,17 @@ by an in-process lock (SQLite has one writer anyway; the lock saves busy-waiting
 a small pool of other connections, which WAL lets run beside the writer. With
 ``synchronous=FULL`` a commit is on disk before the method returns, so before the reply.
 
-Ledger invariant, per toy: initial + restocked - (quantity of active purchases) = quantity.
+Ledger invariant, per toy: initial + restocked - quantity = held + settled, where held is the
+quantity of active, unsettled purchases (their orders' fate is still open) and settled that of
+purchases whose orders are committed.
+
+Attempts: every purchase and undo names its attempt, ``(term, attempt)`` of the leader that
+made it, ordered as a pair. An undo takes back an active, unsettled purchase of its key made at
+or below its attempt, and remembers that attempt in ``undone_attempts`` even when no purchase
+has landed yet; a purchase at or below a remembered attempt, or below the attempt that holds
+the key now, is refused. So a buy that timed out and lands after its undo cannot take stock,
+and a late undo cannot take back the stock of a newer attempt (docs/design.md, "The purchase
+saga").
 """
 
 from __future__ import annotations
@@ -44,7 +54,8 @@ CREATE TABLE IF NOT EXISTS purchases (
     settled INTEGER NOT NULL DEFAULT 0,
     created REAL NOT NULL,
     remaining INTEGER NOT NULL,
-    version INTEGER NOT NULL
+    version INTEGER NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS purchases_by_name ON purchases (name, status);
 CREATE INDEX IF NOT EXISTS purchases_pending ON purchases (term)
@@ -55,6 +66,11 @@ CREATE TABLE IF NOT EXISTS restocks (
     at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS restocks_by_name ON restocks (name);
+CREATE TABLE IF NOT EXISTS undone_attempts (
+    key TEXT PRIMARY KEY,
+    term INTEGER NOT NULL,
+    attempt INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value INTEGER NOT NULL
@@ -85,6 +101,12 @@ class KeyConflict(StoreError):
     status = 422
 
 
+class AttemptAbandoned(StoreError):
+    """The attempt was undone, or a later attempt of the same order holds the key."""
+
+    status = 410
+
+
 @dataclass(frozen=True)
 class Product:
     name: str
@@ -110,18 +132,34 @@ class PurchaseResult:
 
 @dataclass(frozen=True)
 class LedgerRow:
+    """One toy's books. ``held``: quantity of active purchases not yet settled (listed in
+    ``held_keys``); ``settled``: of purchases whose orders are committed; ``undone``: of
+    purchases taken back (each key's latest attempt)."""
+
     name: str
     initial: int
     restocked: int
-    sold: int
+    held: int
+    settled: int
+    undone: int
     quantity: int
+    held_keys: tuple[str, ...]
+
+    @property
+    def sold(self) -> int:
+        return self.held + self.settled
 
     @property
     def balanced(self) -> bool:
-        return self.initial + self.restocked - self.sold == self.quantity
+        return self.initial + self.restocked - self.quantity == self.settled + self.held
 
     def as_dict(self) -> dict[str, object]:
-        return {**asdict(self), "balanced": self.balanced}
+        return {
+            **asdict(self),
+            "held_keys": list(self.held_keys),
+            "sold": self.sold,
+            "balanced": self.balanced,
+        }
 
 
 @dataclass(frozen=True)
@@ -141,12 +179,19 @@ def read_ledger(conn: sqlite3.Connection) -> list[LedgerRow]:
         SELECT p.name, p.initial,
             COALESCE((SELECT SUM(r.amount) FROM restocks r WHERE r.name = p.name), 0),
             COALESCE((SELECT SUM(u.quantity) FROM purchases u
-                      WHERE u.name = p.name AND u.status = 'active'), 0),
-            p.quantity
+                      WHERE u.name = p.name AND u.status = 'active' AND u.settled = 0), 0),
+            COALESCE((SELECT SUM(u.quantity) FROM purchases u
+                      WHERE u.name = p.name AND u.status = 'active' AND u.settled = 1), 0),
+            COALESCE((SELECT SUM(u.quantity) FROM purchases u
+                      WHERE u.name = p.name AND u.status = 'undone'), 0),
+            p.quantity,
+            (SELECT group_concat(key, ' ') FROM (SELECT u.key FROM purchases u
+                WHERE u.name = p.name AND u.status = 'active' AND u.settled = 0
+                ORDER BY u.key))
         FROM products p ORDER BY p.rowid
         """
     ).fetchall()
-    return [LedgerRow(*row) for row in rows]
+    return [LedgerRow(*row[:-1], tuple(row[-1].split(" ")) if row[-1] else ()) for row in rows]
 
 
 def read_active_purchases(conn: sqlite3.Connection) -> list[ActivePurchase]:
@@ -180,6 +225,11 @@ class CatalogStore:
         self._write_lock = threading.Lock()
         self._writer = self._connect()
         self._writer.executescript(_SCHEMA)
+        columns = {row[1] for row in self._writer.execute("PRAGMA table_info(purchases)")}
+        if "attempt" not in columns:  # a catalog file from before attempts were recorded
+            self._writer.execute(
+                "ALTER TABLE purchases ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0"
+            )
         self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._all_readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -315,11 +365,16 @@ class CatalogStore:
 
     # Changes.
 
-    def purchase(self, key: str, name: str, quantity: int, term: int) -> PurchaseResult:
-        """Buy ``quantity`` of ``name`` under ``key`` for a leader in ``term``.
+    def purchase(
+        self, key: str, name: str, quantity: int, term: int, attempt: int
+    ) -> PurchaseResult:
+        """Buy ``quantity`` of ``name`` under ``key`` for attempt ``attempt`` of the leader in
+        ``term``.
 
-        The same key again returns the first result and buys nothing; a key whose purchase
-        was undone buys again. Raises Fenced, KeyConflict, UnknownToy or OutOfStock.
+        The same key and attempt again returns the first result and buys nothing; a later
+        attempt takes over an active purchase of the key (also returning it); a key whose
+        purchase was undone buys again for an attempt above the undone one. Raises Fenced,
+        AttemptAbandoned, KeyConflict, UnknownToy or OutOfStock.
         """
         if quantity < 1:
             raise ValueError("quantity must be positive")
@@ -327,20 +382,29 @@ class CatalogStore:
             fence = conn.execute("SELECT value FROM meta WHERE key = 'fence'").fetchone()[0]
             if term < fence:
                 raise Fenced(f"Term {term} is below the catalog's fence ({fence}).")
+            undone = conn.execute(
+                "SELECT term, attempt FROM undone_attempts WHERE key = ?", (key,)
+            ).fetchone()
+            if undone is not None and (term, attempt) <= undone:
+                raise AttemptAbandoned(f"Attempt {attempt} of term {term} was undone.")
             earlier = conn.execute(
-                "SELECT name, quantity, term, status, remaining, version"
+                "SELECT name, quantity, term, attempt, status, remaining, version"
                 " FROM purchases WHERE key = ?",
                 (key,),
             ).fetchone()
             if earlier is not None:
-                e_name, e_quantity, e_term, e_status, e_remaining, e_version = earlier
+                e_name, e_quantity, e_term, e_attempt, e_status, e_remaining, e_version = earlier
                 if (e_name, e_quantity) != (name, quantity):
                     raise KeyConflict("That key was already used for a different toy or quantity.")
                 if e_status == "active":
-                    # A new leader retrying the order re-owns the purchase, so a later
-                    # reconcile in its term does not list it as an orphan.
-                    if e_term < term:
-                        conn.execute("UPDATE purchases SET term = ? WHERE key = ?", (term, key))
+                    if (term, attempt) < (e_term, e_attempt):
+                        raise AttemptAbandoned("A later attempt of this order holds the key.")
+                    # A retry (by this leader or a new one) takes the purchase over, so a
+                    # reconcile or undo of the earlier attempt leaves it alone.
+                    conn.execute(
+                        "UPDATE purchases SET term = ?, attempt = ? WHERE key = ?",
+                        (term, attempt, key),
+                    )
                     return PurchaseResult(key, name, quantity, e_remaining, e_version)
             row = conn.execute(
                 "SELECT quantity, version FROM products WHERE name = ?", (name,)
@@ -357,33 +421,44 @@ class CatalogStore:
             )
             conn.execute(
                 """
-                INSERT INTO purchases
-                    (key, name, quantity, term, status, settled, created, remaining, version)
-                VALUES (?, ?, ?, ?, 'active', 0, ?, ?, ?)
+                INSERT INTO purchases (key, name, quantity, term, attempt, status, settled,
+                    created, remaining, version)
+                VALUES (?, ?, ?, ?, ?, 'active', 0, ?, ?, ?)
                 ON CONFLICT (key) DO UPDATE SET
-                    term = excluded.term, status = 'active', settled = 0,
-                    created = excluded.created, remaining = excluded.remaining,
+                    term = excluded.term, attempt = excluded.attempt, status = 'active',
+                    settled = 0, created = excluded.created, remaining = excluded.remaining,
                     version = excluded.version
                 """,
-                (key, name, quantity, term, time.time(), remaining, version),
+                (key, name, quantity, term, attempt, time.time(), remaining, version),
             )
         self._notify([(name, version, "purchase")])
         return PurchaseResult(key, name, quantity, remaining, version)
 
-    def undo(self, key: str, term: int) -> bool:
-        """Put back the stock of an active purchase made in a term at most ``term``.
+    def undo(self, key: str, term: int, attempt: int) -> bool:
+        """Put back the stock of an active purchase of ``key`` made at or below attempt
+        ``(term, attempt)``, and refuse that attempt and every earlier one from now on.
 
-        A settled purchase belongs to a committed order, so it is never undone.
+        True when stock went back. A settled purchase belongs to a committed order, so it is
+        never undone; a purchase of a later attempt is left alone.
         """
         with self._write() as conn:
+            conn.execute(
+                """
+                INSERT INTO undone_attempts (key, term, attempt) VALUES (?, ?, ?)
+                ON CONFLICT (key) DO UPDATE SET term = excluded.term, attempt = excluded.attempt
+                WHERE (excluded.term, excluded.attempt) > (term, attempt)
+                """,
+                (key, term, attempt),
+            )
             row = conn.execute(
-                "SELECT name, quantity, term, status, settled FROM purchases WHERE key = ?",
+                "SELECT name, quantity, term, attempt, status, settled FROM purchases"
+                " WHERE key = ?",
                 (key,),
             ).fetchone()
             if row is None:
                 return False
-            name, quantity, p_term, status, settled = row
-            if status != "active" or settled or p_term > term:
+            name, quantity, p_term, p_attempt, status, settled = row
+            if status != "active" or settled or (p_term, p_attempt) > (term, attempt):
                 return False
             [(version,)] = conn.execute(
                 "UPDATE products SET quantity = quantity + ?, version = version + 1"
@@ -401,11 +476,11 @@ class CatalogStore:
             conn.execute("UPDATE meta SET value = MAX(value, ?) WHERE key = 'fence'", (term,))
             fence = conn.execute("SELECT value FROM meta WHERE key = 'fence'").fetchone()[0]
             rows = conn.execute(
-                "SELECT key, term FROM purchases"
+                "SELECT key, term, attempt FROM purchases"
                 " WHERE status = 'active' AND settled = 0 AND term < ? ORDER BY created",
                 (term,),
             ).fetchall()
-        return fence, [{"key": key, "term": p_term} for key, p_term in rows]
+        return fence, [{"key": k, "term": t, "attempt": a} for k, t, a in rows]
 
     def settle(self, keys: Iterable[str]) -> int:
         """Mark active purchases settled; returns how many of the keys are active purchases."""

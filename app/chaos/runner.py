@@ -20,7 +20,7 @@ from app.chaos.faults import Injector, Schedule
 from app.chaos.history import History
 from app.cluster import Cluster
 from app.common.config import ConfigError
-from app.observe import wait_converged
+from app.observe import wait_converged, wait_undos_delivered
 
 VERSION_HEADER = "X-Product-Version"
 # A client waits this long beyond the front-end's ORDER_DEADLINE before it calls a request
@@ -169,7 +169,9 @@ def settle(cluster: Cluster, timeout: float = 60.0) -> None:
         except requests.RequestException:
             served = None
         if served in (200, 404) and wait_converged(cluster, max(0.0, deadline - time.monotonic())):
-            # The leader settles and reconciles purchases on a one-second beat.
+            # Undos of failed orders drain from the replicas' outboxes; the leader settles and
+            # reconciles purchases on a one-second beat.
+            wait_undos_delivered(cluster, max(0.0, deadline - time.monotonic()))
             time.sleep(2.5)
             return
         time.sleep(0.5)

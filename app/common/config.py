@@ -144,6 +144,9 @@ class Settings:
     commit_timeout: float = 2.0
     replication_batch: int = 512
     sqlite_synchronous: str = "FULL"
+    # The purchase saga's outbox: first delay before an undo is resent, doubling up to the max.
+    undo_retry_first: float = 0.5
+    undo_retry_max: float = 10.0
 
     # Processes.
     frontend_workers: int = 4
@@ -197,6 +200,8 @@ class Settings:
             commit_timeout=_float(env, "COMMIT_TIMEOUT", 2.0),
             replication_batch=_int(env, "REPLICATION_BATCH", 512, minimum=1),
             sqlite_synchronous=synchronous,
+            undo_retry_first=_float(env, "UNDO_RETRY_FIRST", cls.undo_retry_first),
+            undo_retry_max=_float(env, "UNDO_RETRY_MAX", cls.undo_retry_max),
             frontend_workers=_int(env, "FRONTEND_WORKERS", 4, minimum=1),
             frontend_threads=_int(env, "FRONTEND_THREADS", 8, minimum=1),
             service_threads=_int(env, "SERVICE_THREADS", 32, minimum=1),

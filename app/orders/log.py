@@ -1,4 +1,5 @@
-"""A replica's disk: its identity, term and vote, the replicated log, and the committed orders.
+"""A replica's disk: its identity, term and vote, the replicated log, the committed orders,
+and the purchase saga's outbox of undos not yet answered by the catalog.
 
 One SQLite file per replica. ``write`` applies one ``replication.Write`` in one transaction,
 so a crash (SIGKILL) leaves either the old or the new state, never a mix; a write the disk
@@ -21,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from app.orders.replication import NO_INDEX, Entry, Meta, SafetyViolation, StorageError, Write
+from app.orders.saga import Attempt
 
 LOG_FILE = "orders.sqlite3"  # inside the replica's own DATA_DIR
 
@@ -61,6 +63,12 @@ CREATE TABLE IF NOT EXISTS orders (
     quantity INTEGER NOT NULL,
     key TEXT NOT NULL UNIQUE,
     term INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS undo_outbox (
+    key TEXT NOT NULL,
+    term INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (key, term, seq)
 );
 """
 
@@ -200,6 +208,27 @@ class SqliteLog:
 
     def close(self) -> None:
         self.db.close()
+
+    # The saga's outbox: undos the catalog has not answered yet (saga.Outbox on disk).
+
+    def add_undo(self, attempt: Attempt) -> None:
+        with self._disk():
+            self.db.execute(
+                "INSERT OR IGNORE INTO undo_outbox (key, term, seq) VALUES (?, ?, ?)",
+                (attempt.key, attempt.term, attempt.seq),
+            )
+
+    def remove_undo(self, attempt: Attempt) -> None:
+        with self._disk():
+            self.db.execute(
+                "DELETE FROM undo_outbox WHERE key = ? AND term = ? AND seq = ?",
+                (attempt.key, attempt.term, attempt.seq),
+            )
+
+    def pending_undos(self) -> list[Attempt]:
+        with self._disk():
+            rows = self.db.execute("SELECT term, seq, key FROM undo_outbox ORDER BY term, seq")
+            return [Attempt(*row) for row in rows]
 
 
 def read_orders(path: Path) -> list[tuple[int, str, int, str]]:

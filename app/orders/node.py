@@ -1,12 +1,19 @@
-"""One order replica at run time: the protocol (replication.py) behind a lock, its disk
-(log.py), its peers (peers.py) and the catalog.
+"""One order replica at run time: the protocol (replication.py) and the purchase saga
+(saga.py) behind a lock, its disk (log.py), its peers (peers.py) and the catalog
+(purchases.py).
+
+For orders this module only carries out what the saga decides: it runs each order's saga by
+executing its commands (a catalog call, an append or abandon under the lock, a wait for the
+commit) and feeding back what happened.
 
 Threads: one replicator per peer (sends appends while this replica leads, heartbeats when
 idle, so group commit falls out naturally: whatever queued during a round goes in the next),
-one catch-up pass at start, a settler that tells the catalog which purchases are final, and a
+one catch-up pass at start, a settler that tells the catalog which purchases are final, an
+undo sender that drains the saga's outbox with backoff until the catalog answers, and a
 caretaker that asks the peers whether this replica may vote (membership.py) while it may not,
 and reopens the disk after a failed write until it works again.
-No network call is made while holding ``self.lock``.
+No network call is made while holding ``self.lock``; every ``self.storage`` call is made
+holding it.
 """
 
 from __future__ import annotations
@@ -23,11 +30,13 @@ from dataclasses import asdict
 
 from app.common.config import ConfigError, Settings
 from app.common.errors import ApiError
-from app.common.http import ServiceClient, ServiceUnavailable
+from app.common.http import ServiceUnavailable
 from app.common.logs import log_event
+from app.orders import saga
 from app.orders.log import LOG_FILE, SqliteLog
 from app.orders.membership import Plan, Status, decide
 from app.orders.peers import Peers
+from app.orders.purchases import CatalogLink
 from app.orders.replication import (
     NO_INDEX,
     Entry,
@@ -39,15 +48,13 @@ from app.orders.replication import (
     TermTooLow,
     VoteReply,
 )
+from app.orders.saga import Attempt, Order, OrderSaga
 
 log = logging.getLogger(__name__)
 
 CATCH_UP_PAGE = 2000
 SETTLE_INTERVAL = 1.0
-SETTLE_CHUNK = 5000
 CARETAKER_INTERVAL = 0.2  # between membership probes, and between tries of a failed disk
-NOT_PLACED = "Too few order replicas answered; the order was not placed."
-OUTCOME_OPEN = "The order could not be confirmed on a majority in time; retry with the same key."
 
 
 class OrderNode:
@@ -65,8 +72,12 @@ class OrderNode:
             settings.http_timeout,
             token,
         )
-        self.catalog = ServiceClient(settings.catalog_url, settings.http_timeout, token)
+        self.catalog = CatalogLink(settings.catalog_url, settings.http_timeout, token)
         self.storage = SqliteLog(settings.data_dir / LOG_FILE, settings.sqlite_synchronous)
+        self.sagas = saga.SagaBook()
+        self.outbox = saga.Outbox(settings.undo_retry_first, settings.undo_retry_max)
+        for attempt in self.storage.pending_undos():  # left by an earlier run of this replica
+            self.outbox.add(attempt, time.monotonic())
         self.replica = Replica(self.id, self.peers.ids, settings.quorum_size, self.storage)
         self.disk_error = ""  # the last write error, while the disk fails
         self.leader_contact = float("-inf")  # when an append of the current leader last came
@@ -76,13 +87,10 @@ class OrderNode:
         # of every waiter on every change).
         self.commits = threading.Condition(self.lock)  # commit index, role, term, readiness
         self.appends = threading.Condition(self.lock)  # new entries to send, role, term
+        self.undos = threading.Condition(self.lock)  # the outbox has something new
         self.stopping = threading.Event()
         self.voters = ThreadPoolExecutor(max_workers=max(1, len(self.peers.ids)))
         self.settled_upto = NO_INDEX
-        # Keys of abandoned orders whose purchases are being undone: a retry with one of them
-        # must wait, or it could find the purchase still active, append, and then lose the
-        # stock to the undo in flight.
-        self.undoing: set[str] = set()
         self.threads: list[threading.Thread] = []
 
     # Life cycle ----------------------------------------------------------------------
@@ -99,10 +107,12 @@ class OrderNode:
             voter=self.replica.voter,
             incarnation=self.replica.meta.incarnation,
             new_directory=self.storage.created,
+            pending_undos=len(self.outbox),
         )
         targets = [
             (self._catch_up, "catch-up"),
             (self._settle_loop, "settler"),
+            (self._send_undos, "undo-sender"),
             (self._caretaker, "caretaker"),
         ]
         targets += [
@@ -118,6 +128,7 @@ class OrderNode:
         with self.lock:
             self.commits.notify_all()
             self.appends.notify_all()
+            self.undos.notify_all()
         for thread in self.threads:
             thread.join(timeout=2)
         self.voters.shutdown(wait=False)
@@ -175,6 +186,7 @@ class OrderNode:
                 "voter": r.voter,
                 "disk": "failed" if r.disk_failed else "ok",
                 "can_lead": r.can_lead,
+                "pending_undos": len(self.outbox),
             }
 
     def readiness_problems(self) -> list[str]:
@@ -211,67 +223,153 @@ class OrderNode:
         """The order's number, and the toy's version after this order's purchase when this
         call made (or replayed) it at the catalog; None when the order was already in the log.
         """
+        order = Order(name, quantity, key)
         with self._locked() as replica:
             self._require_leader(replica)
-            self._refuse_if_undoing(key)
             existing = replica.entry_for_key(key)
             if existing is None and not replica.has_quorum_reachable():
                 raise ApiError(503, "Too few order replicas are reachable to commit an order.")
-            term = replica.term
-        if existing is not None:
-            return self._await_commit(_same_order(existing, name, quantity)), None
+            if existing is not None:
+                _same_order(existing, name, quantity)
+            try:
+                running = self.sagas.begin(order, replica.term, existing)
+            except saga.Busy:
+                raise ApiError(503, saga.BUSY) from None
+            commands = running.start()
+        try:
+            return self._run(running, commands)
+        finally:
+            with self.lock:
+                self.sagas.end(running)
 
-        version = self._buy(key, name, quantity, term)
+    def _run(self, running: OrderSaga, commands: list[saga.Command]) -> tuple[int, int | None]:
+        """Carry out the saga's commands until it ends."""
+        while True:
+            *undos, step = commands
+            for undo in undos:
+                self._queue_undo(undo.attempt)
+            match step:
+                case saga.Done(number, version):
+                    return number, version
+                case saga.Fail(status, message):
+                    raise ApiError(status, message)
+                case saga.Buy(order, attempt):
+                    event = self.catalog.buy(order, attempt)
+                case saga.Append(order, term):
+                    event = self._append(order, term)
+                case saga.AwaitCommit(index, term):
+                    event = self._await_commit(running.order.key, index, term)
+                case saga.Abandon(index):
+                    event = self._abandon(index, running.term)
+                case _:
+                    raise ValueError(f"unexpected command {step!r}")
+            with self.lock:  # the saga book's attempt numbers are shared
+                commands = running.on(event)
+
+    def _append(self, order: Order, term: int) -> saga.Event:
         try:
             with self._locked() as replica:
                 if replica.role != Role.LEADER or replica.term != term:
-                    # The next leader reconciles this purchase with its log (buys of older
-                    # terms that are not in it are undone), so nothing leaks.
-                    raise ApiError(
-                        421, f"Replica {self.id} stopped leading; the order was not placed."
-                    )
-                self._refuse_if_undoing(key)
-                existing = replica.entry_for_key(key)
-                entry = existing or replica.append_local(name, quantity, key)
+                    return saga.NotLeading()
+                return saga.Appended(
+                    replica.append_local(order.name, order.quantity, order.key).index
+                )
         except ApiError:
-            if self.disk_error and existing is None:
-                self._undo(key, term)  # the entry never reached any disk
-            raise
-        return self._await_commit(_same_order(entry, name, quantity)), version
+            # The disk refused a write and this replica stepped aside. The entry is written
+            # before the commit index moves: if it is there, it is awaited like any other.
+            with self.lock:
+                entry = self.replica.entry_for_key(order.key)
+            return saga.AppendFailed() if entry is None else saga.Appended(entry.index)
 
-    def _await_commit(self, entry: Entry) -> int:
+    def _await_commit(self, key: str, index: int, term: int) -> saga.Event:
         deadline = time.monotonic() + self.settings.commit_timeout
         with self.lock:
             while True:
                 replica = self.replica
-                current = replica.entry_for_key(entry.key)
-                if current is None or current.index != entry.index:
-                    raise ApiError(503, NOT_PLACED)
-                if replica.commit_index >= entry.index:
-                    return entry.index
-                if replica.role != Role.LEADER or replica.term != entry.term:
-                    raise ApiError(421, "Leadership changed before the order committed.")
+                current = replica.entry_for_key(key)
+                if current is None or current.index != index:
+                    return saga.EntryGone()
+                if replica.commit_index >= index:
+                    return saga.Committed()
+                if replica.role != Role.LEADER or replica.term != term:
+                    return saga.LeadershipLost()
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    break
+                    return saga.TimedOut()
                 self.commits.wait(remaining)
-        with self._locked() as replica:
-            removed = replica.abandon(entry.index)
-            self.undoing.update(gone.key for gone in removed)
-        if not removed:
-            raise ApiError(503, OUTCOME_OPEN)
-        log_event(log, "abandoned uncommitted orders", level=logging.WARNING, count=len(removed))
-        for gone in removed:
-            # A failed undo leaves the purchase active and unsettled: the next leader's
-            # reconciliation undoes it, since its order is in no log.
-            self._undo(gone.key, gone.term)
-            with self.lock:
-                self.undoing.discard(gone.key)
-        raise ApiError(503, NOT_PLACED)
 
-    def _refuse_if_undoing(self, key: str) -> None:
-        if key in self.undoing:
-            raise ApiError(503, "This order's earlier attempt is being rolled back; retry shortly.")
+    def _abandon(self, index: int, term: int) -> saga.Event:
+        with self._locked() as replica:
+            removed = replica.abandon(index) if replica.term == term else []
+        if removed:
+            log_event(
+                log, "abandoned uncommitted orders", level=logging.WARNING, count=len(removed)
+            )
+        return saga.Abandoned(tuple(removed))
+
+    # The outbox of undos -------------------------------------------------------------
+
+    def _queue_undo(self, attempt: Attempt) -> None:
+        with self.lock:
+            self._queue_undo_locked(attempt)
+
+    def _queue_undo_locked(self, attempt: Attempt) -> None:
+        self.outbox.add(attempt, time.monotonic())
+        self.undos.notify_all()
+        try:
+            self.storage.add_undo(attempt)
+        except StorageError as exc:
+            # Retried from memory all the same; if this replica dies first, the next leader's
+            # reconciliation undoes the purchase (it is in no log).
+            log_event(
+                log,
+                "undo not saved; retrying from memory",
+                level=logging.ERROR,
+                key=attempt.key,
+                error=str(exc),
+            )
+
+    def _send_undos(self) -> None:
+        while not self.stopping.is_set():
+            with self.lock:
+                now = time.monotonic()
+                due = self.outbox.due(now)
+                if not due:
+                    wake = self.outbox.next_due()
+                    self.undos.wait(None if wake is None else max(wake - now, 0.0))
+                    continue
+            for attempt in due:
+                if self.stopping.is_set():
+                    return
+                try:
+                    undone = self.catalog.undo(attempt)
+                except ServiceUnavailable as exc:
+                    with self.lock:
+                        self.outbox.failed(attempt, time.monotonic())
+                    log_event(
+                        log,
+                        "undo failed; will retry",
+                        level=logging.WARNING,
+                        key=attempt.key,
+                        term=attempt.term,
+                        attempt=attempt.seq,
+                        error=exc.reason,
+                    )
+                    continue
+                with self.lock:
+                    self.outbox.acked(attempt)
+                    try:
+                        self.storage.remove_undo(attempt)
+                    except StorageError as exc:  # sent again after a restart: harmless
+                        log_event(log, "undo not cleared", level=logging.ERROR, error=str(exc))
+                log_event(
+                    log,
+                    "undo delivered",
+                    key=attempt.key,
+                    term=attempt.term,
+                    attempt=attempt.seq,
+                    undone=undone,
+                )
 
     def get_order(self, number: int) -> dict:
         with self.lock:
@@ -280,30 +378,6 @@ class OrderNode:
         if entry is None:
             raise ApiError(404, f"There is no order number {number}.")
         return {"number": entry.index, "name": entry.name, "quantity": entry.quantity}
-
-    def _buy(self, key: str, name: str, quantity: int, term: int) -> int | None:
-        """Buy at the catalog; the toy's version right after this purchase."""
-        body = {"key": key, "name": name, "quantity": quantity, "term": term}
-        try:
-            reply = self.catalog.post("/purchases", json=body)
-        except ServiceUnavailable as exc:
-            raise ApiError(503, "The catalog is not reachable; the order was not placed.") from exc
-        if reply.status == 200:
-            version = reply.data.get("version") if isinstance(reply.data, dict) else None
-            return version if isinstance(version, int) else None
-        if reply.status in (400, 404, 422):
-            raise ApiError(reply.status, reply.error_message)
-        if reply.status == 409:  # the catalog has seen a newer leader's term
-            raise ApiError(421, f"Replica {self.id} has been superseded as leader.")
-        raise ApiError(503, "The catalog could not complete the purchase.")
-
-    def _undo(self, key: str, term: int) -> bool:
-        try:
-            reply = self.catalog.post("/purchases/undo", json={"key": key, "term": term})
-        except ServiceUnavailable:
-            log_event(log, "undo failed", level=logging.WARNING, key=key, term=term)
-            return False
-        return reply.status == 200 and bool(reply.data.get("undone"))
 
     # Elections -----------------------------------------------------------------------
 
@@ -360,30 +434,30 @@ class OrderNode:
             self.settled_upto = replica.commit_index
 
     def _reconcile(self, term: int) -> None:
-        """Undo purchases of earlier terms whose orders are not in our (now committed) log.
+        """Settle or undo the unsettled purchases of earlier terms (saga.reconcile).
 
         Raising the catalog's fence first means no earlier leader can buy any more, so the
         list it returns is final.
         """
         try:
-            reply = self.catalog.post("/purchases/reconcile", json={"term": term})
-            if reply.status != 200:
-                raise ServiceUnavailable(self.catalog.base_url, reply.error_message, True)
-            pending = reply.data["pending"]
+            pending = self.catalog.reconcile(term)
             with self.lock:
-                held = {p["key"]: self.replica.entry_for_key(p["key"]) for p in pending}
-                commit = self.replica.commit_index
-            # Committed: final. In no log: can never commit, so give the stock back. In the
-            # log but not committed yet (a retry re-owned it this term): the settler's job.
-            keep = [k for k, e in held.items() if e is not None and e.index <= commit]
-            drop = [p for p in pending if held[p["key"]] is None]
-            undone = sum(self._undo(p["key"], term - 1) for p in drop)
-            self._settle(keep)
+                replica = self.replica
+                verdict = saga.reconcile(pending, replica.entry_for_key, replica.commit_index)
+                for attempt in verdict.undo:
+                    self._queue_undo_locked(attempt)
+            self.catalog.settle(verdict.settle)
         except ServiceUnavailable:
             log_event(log, "reconcile failed; will retry", level=logging.WARNING, term=term)
             threading.Timer(1.0, self._retry_reconcile, args=(term,)).start()
             return
-        log_event(log, "reconciled purchases", term=term, settled=len(keep), undone=undone)
+        log_event(
+            log,
+            "reconciled purchases",
+            term=term,
+            settled=len(verdict.settle),
+            undoing=len(verdict.undo),
+        )
 
     def _retry_reconcile(self, term: int) -> None:
         with self.lock:
@@ -522,22 +596,14 @@ class OrderNode:
                 replica = self.replica
                 if not replica.ready:
                     continue
-                start, end = self.settled_upto + 1, replica.commit_index
-                keys = [entry.key for entry in replica.log[start : end + 1]]
+                end = replica.commit_index
+                keys = saga.to_settle(replica.log, self.settled_upto, end)
             if keys:
                 try:
-                    self._settle(keys)
+                    self.catalog.settle(keys)
                 except ServiceUnavailable:
                     continue
                 self.settled_upto = end
-
-    def _settle(self, keys: list[str]) -> None:
-        for i in range(0, len(keys), SETTLE_CHUNK):
-            reply = self.catalog.post(
-                "/purchases/settle", json={"keys": keys[i : i + SETTLE_CHUNK]}
-            )
-            if reply.status != 200:
-                raise ServiceUnavailable(self.catalog.base_url, reply.error_message, True)
 
 
 def _same_order(entry: Entry, name: str, quantity: int) -> Entry:

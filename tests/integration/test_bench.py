@@ -32,7 +32,7 @@ def test_load_generator_counts_replies_and_stops_after_n(catalog):
 
 
 def test_load_generator_sends_bodies_and_encoded_paths(catalog):
-    body = {"key": "bench-test-1", "name": "Fox", "quantity": 1, "term": 0}
+    body = {"key": "bench-test-1", "name": "Fox", "quantity": 1, "term": 0, "attempt": 0}
     bought = run_load(
         catalog.catalog_url,
         lambda _: ("POST", "/purchases", body, catalog.internal_headers),

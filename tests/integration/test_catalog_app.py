@@ -86,10 +86,9 @@ def next_invalidation(pubsub, timeout: float = 3.0) -> dict:
     raise AssertionError("no invalidation received")
 
 
-def purchase(client, key="k1", name="Tux", quantity=2, term=1):
-    return client.post(
-        "/purchases", json={"key": key, "name": name, "quantity": quantity, "term": term}
-    )
+def purchase(client, key="k1", name="Tux", quantity=2, term=1, attempt=0):
+    body = {"key": key, "name": name, "quantity": quantity, "term": term, "attempt": attempt}
+    return client.post("/purchases", json=body)
 
 
 def assert_error(response, status: int) -> None:
@@ -154,12 +153,14 @@ def test_purchase_refusals(client):
 def test_undo_reconcile_settle(client):
     purchase(client, key="a", term=1)
     purchase(client, key="b", term=1)
-    undo = client.post("/purchases/undo", json={"key": "a", "term": 1})
+    undo = client.post("/purchases/undo", json={"key": "a", "term": 1, "attempt": 0})
     assert undo.get_json() == {"data": {"key": "a", "undone": True}}
-    unknown = client.post("/purchases/undo", json={"key": "zzz", "term": 1})
+    unknown = client.post("/purchases/undo", json={"key": "zzz", "term": 1, "attempt": 0})
     assert unknown.get_json() == {"data": {"key": "zzz", "undone": False}}
+    assert_error(purchase(client, key="zzz", term=1), 410)  # a late buy of an undone attempt
     reconcile = client.post("/purchases/reconcile", json={"term": 2})
-    assert reconcile.get_json() == {"data": {"fence": 2, "pending": [{"key": "b", "term": 1}]}}
+    pending = [{"key": "b", "term": 1, "attempt": 0}]
+    assert reconcile.get_json() == {"data": {"fence": 2, "pending": pending}}
     settle = client.post("/purchases/settle", json={"keys": ["b", "zzz"]})
     assert settle.get_json() == {"data": {"settled": 1}}
     assert client.post("/purchases/reconcile", json={"term": 3}).get_json()["data"] == {
@@ -182,8 +183,12 @@ def test_ledger(client):
         "name": "Tux",
         "initial": 100,
         "restocked": 0,
-        "sold": 10,
+        "held": 10,
+        "settled": 0,
+        "undone": 0,
         "quantity": 90,
+        "held_keys": ["k1"],
+        "sold": 10,
         "balanced": True,
     }
     assert all(row["balanced"] for row in ledger.values())
@@ -191,7 +196,7 @@ def test_ledger(client):
 
 # Bad input: a 4xx in the error shape, and nothing changes.
 
-GOOD = {"key": "k-bad", "name": "Tux", "quantity": 1, "term": 1}
+GOOD = {"key": "k-bad", "name": "Tux", "quantity": 1, "term": 1, "attempt": 0}
 
 
 def with_(**fields) -> dict:
@@ -219,7 +224,7 @@ BAD_REQUESTS = {
     "non-utf8 name": (
         "POST",
         "/purchases",
-        b'{"key": "k", "name": "\xff\xfe", "quantity": 1, "term": 1}',
+        b'{"key": "k", "name": "\xff\xfe", "quantity": 1, "term": 1, "attempt": 0}',
         JSON,
         400,
     ),
@@ -248,12 +253,15 @@ BAD_REQUESTS = {
     "body too large": ("POST", "/purchases", with_(name="T" * 5000), JSON, 413),
     "unknown toy": ("POST", "/purchases", with_(name="Unicorn"), JSON, 404),
     "not enough stock": ("POST", "/purchases", with_(quantity=101), JSON, 400),
-    "undo missing term": ("POST", "/purchases/undo", {"key": "k1"}, JSON, 400),
-    "undo bad key": ("POST", "/purchases/undo", {"key": "", "term": 1}, JSON, 400),
+    "undo missing term": ("POST", "/purchases/undo", {"key": "k1", "attempt": 0}, JSON, 400),
+    "undo missing attempt": ("POST", "/purchases/undo", {"key": "k1", "term": 1}, JSON, 400),
+    "missing attempt": ("POST", "/purchases", without("attempt"), JSON, 400),
+    "attempt negative": ("POST", "/purchases", with_(attempt=-1), JSON, 400),
+    "undo bad key": ("POST", "/purchases/undo", {"key": "", "term": 1, "attempt": 0}, JSON, 400),
     "undo extra field": (
         "POST",
         "/purchases/undo",
-        {"key": "k1", "term": 1, "name": "Tux"},
+        {"key": "k1", "term": 1, "attempt": 0, "name": "Tux"},
         JSON,
         400,
     ),
@@ -319,8 +327,8 @@ def test_bad_input_is_refused_and_changes_nothing(
     assert snapshot(shared_app, client) == before
     # The service keeps serving, and the refused request recorded no purchase under its key.
     assert purchase(client, key="k-after", quantity=1).status_code == 200
-    undo = client.post("/purchases/undo", json={"key": GOOD["key"], "term": 2**40})
-    assert undo.get_json() == {"data": {"key": GOOD["key"], "undone": False}}
+    held = [key for row in client.get("/ledger").get_json()["data"] for key in row["held_keys"]]
+    assert GOOD["key"] not in held
 
 
 # Invalidations and restock.
@@ -329,7 +337,7 @@ def test_bad_input_is_refused_and_changes_nothing(
 def test_purchase_and_undo_publish_invalidations(client, subscriber):
     purchase(client, key="k1", name="Fox", quantity=1)
     assert next_invalidation(subscriber) == {"product": "Fox", "version": 2, "reason": "purchase"}
-    client.post("/purchases/undo", json={"key": "k1", "term": 1})
+    client.post("/purchases/undo", json={"key": "k1", "term": 1, "attempt": 0})
     assert next_invalidation(subscriber) == {"product": "Fox", "version": 3, "reason": "undo"}
 
 

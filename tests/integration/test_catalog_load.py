@@ -40,7 +40,7 @@ def test_load_adds_toys_takes_prices_keeps_stock_and_invalidates(cluster_factory
     cluster = cluster_factory(services=["redis", "catalog"], env={"RESTOCK_INTERVAL": "3600"})
     requests.post(
         f"{cluster.catalog_url}/purchases",
-        json={"key": "k1", "name": "Tux", "quantity": 3, "term": 1},
+        json={"key": "k1", "name": "Tux", "quantity": 3, "term": 1, "attempt": 0},
         headers=cluster.internal_headers,
         timeout=5,
     ).raise_for_status()

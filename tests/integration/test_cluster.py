@@ -79,7 +79,7 @@ def test_sigkill_leaves_nothing_behind_and_restart_recovers(
 @pytest.mark.fault
 def test_catalog_keeps_its_stock_across_sigkill(cluster_factory: ClusterFactory) -> None:
     cluster = cluster_factory(services=["redis", "catalog"], env={"RESTOCK_INTERVAL": "3600"})
-    purchase = {"key": uuid.uuid4().hex, "name": "Tux", "quantity": 3, "term": 1}
+    purchase = {"key": uuid.uuid4().hex, "name": "Tux", "quantity": 3, "term": 1, "attempt": 0}
     reply = requests.post(
         f"{cluster.catalog_url}/purchases",
         json=purchase,

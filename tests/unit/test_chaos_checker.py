@@ -21,9 +21,9 @@ def _make_state(data_dir: Path, orders=ORDERS, replicas=(1, 2, 3), extra_purchas
     store = CatalogStore(data_dir / "catalog.sqlite3")
     store.load_if_empty([Toy("Tux", 15.99, 100), Toy("Fox", 12.99, 100)])
     for key, name, quantity in orders:
-        store.purchase(key, name, quantity, 1)
+        store.purchase(key, name, quantity, 1, 0)
     if extra_purchase:
-        store.purchase("orphan", "Tux", 1, 1)
+        store.purchase("orphan", "Tux", 1, 1, 0)
     store.close()
     entries = [Entry(i, 1, name, qty, key) for i, (key, name, qty) in enumerate(orders)]
     for rid in replicas:
