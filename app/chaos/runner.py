@@ -19,7 +19,7 @@ from app.chaos.checker import Report, check
 from app.chaos.faults import Injector, Schedule
 from app.chaos.history import History
 from app.cluster import Cluster
-from app.common.config import ConfigError
+from app.common.config import ConfigError, without_credentials
 from app.observe import wait_converged, wait_undos_delivered
 
 VERSION_HEADER = "X-Product-Version"
@@ -208,7 +208,7 @@ def run(options: ChaosOptions, env: Mapping[str, str] | None = None) -> Report:
             "meta", seed=seed, duration=options.duration, shoppers=options.shoppers,
             request_timeout=timeout, order_deadline=settings.order_deadline,
             replicas=sorted(cluster.replica_urls), data_dir=str(cluster.data_dir),
-            log_dir=str(cluster.log_dir), redis_url=cluster.redis_url,
+            log_dir=str(cluster.log_dir), redis_url=without_credentials(cluster.redis_url),
             cache_prefix=settings.cache_prefix,
         )  # fmt: skip
         shoppers = [

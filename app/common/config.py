@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 DEFAULT_REPLICA_COUNT = 3
 REPLICA_BASE_PORT = 8100  # on one machine, replica i listens on REPLICA_BASE_PORT + i
@@ -81,6 +82,25 @@ def _secret(env: dict[str, str], name: str) -> str:
         return Path(path).read_text(encoding="utf-8").strip()
     except OSError as exc:
         raise ConfigError(f"{name}_FILE {path!r} cannot be read: {exc.strerror}") from None
+
+
+REDIS_USER = "toystore"  # the Redis ACL user of the store (the default user is off)
+
+
+def with_redis_credentials(url: str, password: str) -> str:
+    """``url`` logging in as REDIS_USER with ``password``; unchanged if it names a user or
+    password already, or if there is no password."""
+    scheme, sep, rest = url.partition("://")
+    if not password or not sep or "@" in rest.split("/", 1)[0]:
+        return url
+    return f"{scheme}://{REDIS_USER}:{quote(password, safe='')}@{rest}"
+
+
+def without_credentials(url: str) -> str:
+    """``url`` with any user and password taken out: what may be written to a log or file."""
+    scheme, sep, rest = url.partition("://")
+    host, slash, path = rest.partition("/")
+    return f"{scheme}{sep}{host.rpartition('@')[2]}{slash}{path}" if sep else url
 
 
 def parse_replicas(spec: str) -> dict[int, str]:
@@ -162,6 +182,8 @@ class Settings:
 
     # The store's own credential: every call between services carries it (never logged).
     internal_token: str = field(default="", repr=False)
+    # The password of the store's Redis user (REDIS_USER), unless REDIS_URL carries one.
+    redis_password: str = field(default="", repr=False)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -210,6 +232,7 @@ class Settings:
             max_body_bytes=_int(env, "MAX_BODY_BYTES", 4096, minimum=256),
             log_level=_str(env, "LOG_LEVEL", "INFO").upper(),
             internal_token=_secret(env, "INTERNAL_TOKEN"),
+            redis_password=_secret(env, "REDIS_PASSWORD"),
         )
 
     def require_internal_token(self) -> str:
@@ -230,9 +253,11 @@ class Settings:
 
     @property
     def effective_redis_url(self) -> str:
-        """REDIS_URL, or the Redis `toystore up` starts on REDIS_PORT of this machine. Every
-        service uses this one answer, so none caches where another does not publish."""
-        return self.redis_url or f"redis://127.0.0.1:{self.redis_port}/0"
+        """REDIS_URL, or the Redis `toystore up` starts on REDIS_PORT of this machine, with
+        REDIS_PASSWORD as the store's user unless the URL names one. Every service uses this
+        one answer, so none caches where another does not publish."""
+        url = self.redis_url or f"redis://127.0.0.1:{self.redis_port}/0"
+        return with_redis_credentials(url, self.redis_password)
 
     @property
     def leader_call_timeout(self) -> float:

@@ -15,8 +15,17 @@ from typing import Any
 import pytest
 import yaml
 
-from app.cluster import APP_MODULES, service_kind, service_names, start_tiers
+from app.cluster import (
+    APP_MODULES,
+    REDIS_ACL_FILE,
+    REDIS_PASSWORD_FILE,
+    TOKEN_FILE,
+    service_kind,
+    service_names,
+    start_tiers,
+)
 from app.common.config import Settings
+from tests.conftest import _setting_names
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -70,12 +79,39 @@ def _env(service: dict[str, Any]) -> dict[str, str]:
 
 
 def _settings(service: dict[str, Any]) -> Settings:
-    return Settings.from_env(_env(service))
+    # The secret files exist only inside the containers; their wiring is checked on its own.
+    env = {key: value for key, value in _env(service).items() if not key.endswith("_FILE")}
+    return Settings.from_env(env)
 
 
-def _setting_names() -> set[str]:
-    source = (ROOT / "app" / "common" / "config.py").read_text()
-    return set(re.findall(r'_(?:str|int|float|bool)\(env, "([A-Z_]+)"', source))
+SECRETS = {"INTERNAL_TOKEN_FILE": "internal_token", "REDIS_PASSWORD_FILE": "redis_password"}
+
+
+def test_secrets_come_from_files_that_are_never_committed(raw, services) -> None:
+    declared = raw["secrets"]
+    for name, service in services.items():
+        if "build" in service and service["build"]["target"] == "app":
+            env = _env(service)
+            for variable, secret in SECRETS.items():
+                assert env[variable] == f"/run/secrets/{secret}", (name, variable)
+                assert secret in service["secrets"], name
+    assert declared["internal_token"]["file"] == f"./secrets/{TOKEN_FILE}"
+    assert declared["redis_password"]["file"] == f"./secrets/{REDIS_PASSWORD_FILE}"
+    assert declared["redis_acl"]["file"] == f"./secrets/{REDIS_ACL_FILE}"
+    assert _flag(services["redis"]["command"], "--aclfile") == "/run/secrets/redis_acl"
+    assert {"redis_acl", "redis_password"} <= set(services["redis"]["secrets"])
+    assert "secrets/" in (ROOT / ".gitignore").read_text().splitlines()
+    assert _dockerignored(f"secrets/{TOKEN_FILE}")
+
+
+def test_internal_services_sit_on_an_internal_network_only(raw, services) -> None:
+    assert raw["networks"]["internal"]["internal"] is True
+    for name, service in _default_services(services).items():
+        if name == "frontend":
+            assert set(service["networks"]) == {"internal", "public"}
+        else:
+            assert service["networks"] == ["internal"], name
+            assert "ports" not in service, name
 
 
 def _default_services(services: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -182,7 +218,7 @@ def test_the_defaults_are_the_ports_of_the_readme(services: dict[str, dict[str, 
 def test_environment_can_be_tuned_from_the_shell(raw: dict[str, Any]) -> None:
     env = raw["services"]["replica-1"]["environment"]
     assert env["ORDER_WRITE_QUORUM"] == "${ORDER_WRITE_QUORUM:-majority}"
-    tuned = Settings.from_env({**_interpolate(env), "ORDER_WRITE_QUORUM": "1"})
+    tuned = _settings({"environment": {**_interpolate(env), "ORDER_WRITE_QUORUM": "1"}})
     assert tuned.quorum_size == 1
 
 
@@ -246,9 +282,10 @@ def test_locust_runs_the_mounted_locustfile(services: dict[str, dict[str, Any]])
 def test_every_default_service_has_a_health_check(services: dict[str, dict[str, Any]]) -> None:
     for name, service in _default_services(services).items():
         test = service["healthcheck"]["test"]
-        assert test[0] == "CMD", name
-        if name != "redis":
-            assert test[1:] == ["toystore", "health", service_kind(name)], name
+        if name == "redis":  # a shell, to read the password from its secret
+            assert test[0] == "CMD-SHELL" and "/run/secrets/redis_password" in test[1]
+        else:
+            assert test == ["CMD", "toystore", "health", service_kind(name)], name
 
 
 def test_services_start_in_the_order_toystore_up_uses(

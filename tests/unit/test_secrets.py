@@ -33,3 +33,18 @@ def test_the_cluster_keeps_its_token_in_the_data_dir_unless_one_is_set(tmp_path)
     assert given.internal_token == "from-env"
     assert all(spec.env["INTERNAL_TOKEN"] == "from-env" for spec in given.specs.values())
     assert "from-env" not in repr(given) and "from-env" not in repr(given.settings)
+
+
+def test_toystore_secrets_makes_what_compose_mounts(tmp_path, capsys):
+    from app.cli import main
+    from app.cluster import REDIS_ACL_FILE, REDIS_PASSWORD_FILE
+
+    assert main(["secrets", str(tmp_path)]) == 0
+    token = (tmp_path / TOKEN_FILE).read_text()
+    password = (tmp_path / REDIS_PASSWORD_FILE).read_text().strip()
+    acl = (tmp_path / REDIS_ACL_FILE).read_text()
+    assert "user default off" in acl and password not in acl
+    for name in (TOKEN_FILE, REDIS_PASSWORD_FILE, REDIS_ACL_FILE):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600
+    assert main(["secrets", str(tmp_path)]) == 0  # kept, not replaced
+    assert (tmp_path / TOKEN_FILE).read_text() == token
