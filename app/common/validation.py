@@ -59,9 +59,14 @@ def positive_int(value: Any, field: str, maximum: int) -> int:
     return value
 
 
+# Terms, indexes, ids and attempts between services: integers any JSON reader holds exactly.
+PROTOCOL_LIMIT = 2**53
+
+
 def non_negative_int(value: Any, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0 or value >= 2**62:
-        raise ApiError(400, f"The {field} must be a non-negative integer.")
+    """A JSON integer in 0 <= n < PROTOCOL_LIMIT; booleans, floats and strings are refused."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < PROTOCOL_LIMIT:
+        raise ApiError(400, f"The {field} must be an integer from 0 to {PROTOCOL_LIMIT - 1}.")
     return value
 
 

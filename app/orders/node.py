@@ -40,6 +40,7 @@ from app.orders.purchases import CatalogLink
 from app.orders.replication import (
     NO_INDEX,
     Entry,
+    ImplausibleTerm,
     NotVoter,
     Replica,
     Role,
@@ -157,6 +158,9 @@ class OrderNode:
             except SafetyViolation as exc:
                 log_event(log, "refused an unsafe write", level=logging.ERROR, error=str(exc))
                 raise ApiError(409, f"Refused: {exc}.") from exc
+            except ImplausibleTerm as exc:
+                log_event(log, "refused an implausible term", level=logging.WARNING, error=str(exc))
+                raise ApiError(400, f"Refused: {exc}.") from exc
             finally:
                 if r.voter and not voter:
                     log_event(log, "promoted to voter", replica=self.id, term=r.term)

@@ -43,6 +43,10 @@ from typing import Protocol
 from app.orders.membership import Status
 
 NO_INDEX = -1  # the index "before" the first entry; the log starts at index 0
+# Terms grow by one an election. A message whose term leaps further above ours is refused
+# whole: one absurd term (2**53 - 1 from a buggy peer) would otherwise be adopted by everyone
+# and leave no term for the next election, stopping the cluster for good.
+MAX_TERM_LEAP = 1_000_000
 
 
 class Role(StrEnum):
@@ -143,6 +147,13 @@ class TermTooLow(Exception):
     def __init__(self, current_term: int) -> None:
         super().__init__(f"term must be above {current_term}")
         self.current_term = current_term
+
+
+class ImplausibleTerm(ValueError):
+    def __init__(self, term: int, current_term: int) -> None:
+        super().__init__(
+            f"term {term} leaps more than {MAX_TERM_LEAP} above this replica's {current_term}"
+        )
 
 
 class NotVoter(Exception):
@@ -252,6 +263,13 @@ class Replica:
 
     # Persistence -----------------------------------------------------------------------
 
+    def _plausible(self, term: int) -> bool:
+        return term <= self.term + MAX_TERM_LEAP
+
+    def _require_plausible(self, term: int) -> None:
+        if not self._plausible(term):
+            raise ImplausibleTerm(term, self.term)
+
     def _require_disk(self) -> None:
         if self.disk_failed:
             raise StorageError("the disk failed earlier and has not been reloaded")
@@ -314,6 +332,7 @@ class Replica:
     def start_election(self, term: int) -> VoteRequest:
         if not self.can_lead:
             raise NotVoter()
+        self._require_plausible(term)
         if term <= max(self.term, self.meta.vote_floor):
             raise TermTooLow(max(self.term, self.meta.vote_floor))
         self._save(replace(self.meta, current_term=term, voted_for=self.id))
@@ -324,6 +343,7 @@ class Replica:
 
     def handle_vote(self, request: VoteRequest) -> VoteReply:
         self._require_disk()
+        self._require_plausible(request.term)
         if not self.voter or request.term <= max(self.term, self.meta.vote_floor):
             return VoteReply(self.term, granted=False)
         self._become_follower(request.term, leader_id=None, voted_for=request.candidate_id)
@@ -340,6 +360,7 @@ class Replica:
         """Count the votes; on a quorum adopt the best log and lead. True if now leader."""
         if self.role != Role.CANDIDATE or self.term != term:
             return False
+        replies = {pid: r for pid, r in replies.items() if self._plausible(r.term)}
         higher = max((r.term for r in replies.values()), default=0)
         if higher > term:
             self._become_follower(higher, leader_id=None)
@@ -389,6 +410,7 @@ class Replica:
         return bool(mine and cluster_id and cluster_id != mine and self.commit_index >= 0)
 
     def handle_leader_notice(self, leader_id: int, term: int) -> None:
+        self._require_plausible(term)
         if term > self.term:
             self._become_follower(term, leader_id)
         elif term == self.term and self.role != Role.LEADER:
@@ -428,6 +450,8 @@ class Replica:
         )
 
     def on_append_reply(self, peer_id: int, request: AppendRequest, reply: AppendReply) -> None:
+        if not self._plausible(reply.term):
+            return  # as if it never came
         if reply.term > self.term:
             self._become_follower(reply.term, leader_id=None)
             return
@@ -508,6 +532,7 @@ class Replica:
 
     def handle_append(self, request: AppendRequest) -> AppendReply:
         self._require_disk()  # a replica whose disk fails acknowledges nothing
+        self._require_plausible(request.term)
         if request.term < self.term:
             return self._reply(False, self.last_index)
         if self._foreign(request.cluster_id):

@@ -73,9 +73,10 @@ def leader_notice():
 
 
 def _index(value: Any, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < NO_INDEX:
-        raise ApiError(400, f"The {field} must be an integer of at least {NO_INDEX}.")
-    return value
+    """An index (NO_INDEX allowed: "before the first entry") or any other protocol number."""
+    if type(value) is int and value == NO_INDEX:
+        return value
+    return validation.non_negative_int(value, field)
 
 
 def _message(required: dict[str, type]) -> dict[str, Any]:
@@ -104,7 +105,7 @@ def _check_entries(entries: list[Any], prev_index: int) -> None:
         validation.check_fields(entry, {"index", "term", "name", "quantity", "key"})
         if _index(entry["index"], "entry index") != prev_index + 1 + offset:
             raise ApiError(400, "Entry indices must follow prev_index without gaps.")
-        validation.positive_int(entry["term"], "entry term", 2**62)
+        validation.positive_int(entry["term"], "entry term", validation.PROTOCOL_LIMIT - 1)
         validation.toy_name(entry["name"], settings.max_name_length)
         validation.positive_int(entry["quantity"], "entry quantity", settings.max_order_quantity)
         keys.add(validation.idempotency_key(entry["key"]))

@@ -11,6 +11,7 @@ import pytest
 import redis
 import requests
 
+from app.observe import replica_health
 from tests.support import (
     JSON,
     assert_replicas_identical,
@@ -150,6 +151,16 @@ def test_invalidation_reaches_a_subscriber(store):
         pubsub.close()
 
 
+def test_an_absurd_term_leaves_ordering_working(store):
+    auth = store.internal_headers
+    for url in store.replica_urls.values():
+        vote = {"term": 2**53 - 1, "candidate_id": 1, "commit_index": 0}
+        assert requests.post(f"{url}/raft/vote", json=vote, headers=auth).status_code == 400
+    assert order(requests, store.frontend_url, "Tux", 1).status_code == 200
+    terms = {h["term"] for h in replica_health(store).values()}
+    assert max(terms) < 1000
+
+
 def test_health_names_the_leader(store):
     data = requests.get(f"{store.frontend_url}/health").json()["data"]
     assert data["leader_id"] == max(store.replica_urls) and isinstance(data["term"], int)
@@ -180,6 +191,7 @@ def append(**fields) -> dict:
     return message | {"commit_index": -1, "to_end": True} | fields
 
 
+ABSURD = 2**53 - 1
 BAD_REPLICA_REQUESTS = [
     ("POST", "/orders", "{not json", 400),
     ("POST", "/orders", "[1, 2]", 400),
@@ -196,6 +208,19 @@ BAD_REPLICA_REQUESTS = [
     ("POST", "/leader", json.dumps({"leader_id": 3}), 400),
     ("POST", "/raft/vote", json.dumps({"term": 99, "candidate_id": 1}), 400),
     ("POST", "/raft/vote", json.dumps({"term": 1.5, "candidate_id": 1, "commit_index": 0}), 400),
+    # Terms and indexes are integers in 0 <= n < 2**53 (indexes may also be -1) ...
+    ("POST", "/raft/vote", json.dumps({"term": 2**53, "candidate_id": 1, "commit_index": 0}), 400),
+    ("POST", "/raft/vote", json.dumps({"term": True, "candidate_id": 1, "commit_index": 0}), 400),
+    ("POST", "/raft/vote", json.dumps({"term": 5, "candidate_id": 1, "commit_index": -2}), 400),
+    ("POST", "/raft/vote", json.dumps({"term": 5, "candidate_id": 1, "commit_index": -1.0}), 400),
+    ("POST", "/raft/append", json.dumps(append(commit_index=2**60)), 400),
+    ("POST", "/election", json.dumps({"term": 2**53}), 400),
+    ("POST", "/leader", json.dumps({"leader_id": 1, "term": 10**30}), 400),
+    # ... and a valid but absurd term (far above any this replica saw) is refused whole.
+    ("POST", "/raft/vote", json.dumps({"term": ABSURD, "candidate_id": 1, "commit_index": 0}), 400),
+    ("POST", "/raft/append", json.dumps(append(term=2**53 - 1)), 400),
+    ("POST", "/election", json.dumps({"term": 2**53 - 1}), 400),
+    ("POST", "/leader", json.dumps({"leader_id": 1, "term": 2**53 - 1}), 400),
     (
         "POST",
         "/raft/append",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+from dataclasses import replace
 
 import pytest
 
@@ -520,3 +521,29 @@ def test_quorum_of_one_commits_at_once():
     entry = sim.submit(3)
     assert sim.replicas[3].commit_index == entry.index
     assert sim.storage[3].orders == {0: entry}
+
+
+def test_an_absurd_term_is_refused_whole_so_elections_go_on():
+    from app.orders.replication import MAX_TERM_LEAP, ImplausibleTerm, VoteRequest
+
+    sim = Sim()
+    assert sim.elect(3)
+    sim.settle(3)
+    absurd = 2**53 - 1
+    follower = sim.replicas[1]
+    with pytest.raises(ImplausibleTerm):
+        follower.handle_vote(VoteRequest(absurd, 2, NO_INDEX))
+    request = sim.replicas[3].make_append(1, 64)
+    with pytest.raises(ImplausibleTerm):
+        follower.handle_append(replace(request, term=absurd))
+    with pytest.raises(ImplausibleTerm):
+        follower.handle_leader_notice(2, absurd)
+    leader = sim.replicas[3]
+    leader.on_append_reply(1, request, AppendReply(absurd, False, NO_INDEX))
+    assert leader.role == Role.LEADER and leader.term == 1  # ignored, as if lost
+    assert follower.term == 1 and sim.storage[1].meta.current_term == 1
+    # A leap within bounds is an ordinary higher term, and the elections after it go on.
+    assert sim.elect(2, term=1 + MAX_TERM_LEAP)
+    assert sim.elect(3)
+    sim.settle(3)
+    assert {r.term for r in sim.replicas.values()} == {2 + MAX_TERM_LEAP}
