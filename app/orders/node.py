@@ -376,9 +376,23 @@ class OrderNode:
                 )
 
     def get_order(self, number: int) -> dict:
+        """A committed order, read linearizably: only after a quorum has accepted this leader's
+        term in a round sent after the read arrived (read-index), so a deposed leader that has
+        not noticed yet cannot answer from a stale log."""
+        deadline = time.monotonic() + self.settings.election_timeout
         with self.lock:
-            self._require_leader(self.replica)
-            entry = self.replica.committed(number)
+            replica = self.replica
+            self._require_leader(replica)
+            term, round_ = replica.term, replica.read_round()
+            self.appends.notify_all()  # the round goes out now, not at the next heartbeat
+            while not replica.confirmed(round_):
+                remaining = deadline - time.monotonic()
+                if replica.role != Role.LEADER or replica.term != term:
+                    raise ApiError(421, f"Replica {self.id} stopped leading during the read.")
+                if remaining <= 0:
+                    raise ApiError(503, "This leader could not confirm it still leads; retry.")
+                self.commits.wait(remaining)
+            entry = replica.committed(number)
         if entry is None:
             raise ApiError(404, f"There is no order number {number}.")
         return {"number": entry.index, "name": entry.name, "quantity": entry.quantity}
@@ -399,7 +413,7 @@ class OrderNode:
         log_event(log, "election started", replica=self.id, term=term)
         replies = self._collect_votes(request)
         with self._locked() as replica:
-            won = replica.finish_election(term, replies)
+            won = replica.finish_election(term, replies, time.monotonic())
             inherited = replica.last_index
         if not won:
             log_event(log, "election lost", level=logging.WARNING, term=term, votes=len(replies))
@@ -496,7 +510,9 @@ class OrderNode:
                 continue
             # A failed write while counting the reply has made this replica step aside.
             with contextlib.suppress(ApiError), self._locked() as replica:
-                replica.on_append_reply(peer_id, request, reply)
+                replica.on_append_reply(peer_id, request, reply, time.monotonic())
+                if replica.wanted_round:
+                    self.commits.notify_all()  # a read may wait for this round
 
     def handle_vote(self, request) -> VoteReply:
         self._join_if_not_voter()  # a peer's first election may come before our first probe
@@ -545,16 +561,20 @@ class OrderNode:
 
     def _caretaker(self) -> None:
         """While this replica may not vote, ask the peers whether it may (membership.py);
-        while its disk fails, try it again. Both are checked every CARETAKER_INTERVAL."""
+        while its disk fails, try it again; while it leads, step down if it has not heard from
+        a quorum within ELECTION_TIMEOUT (check-quorum)."""
         plan = None
+        interval = min(CARETAKER_INTERVAL, self.settings.election_timeout / 4)
         while not self.stopping.is_set():
-            with self.lock:
-                voter, failed = self.replica.voter, self.replica.disk_failed
+            with self._locked() as replica:
+                voter, failed = replica.voter, replica.disk_failed
+                if replica.check_quorum(time.monotonic(), self.settings.election_timeout):
+                    log_event(log, "lost the quorum", level=logging.WARNING, term=replica.term)
             if failed:
                 self._try_disk()
             elif not voter:
                 plan = self._join(plan)
-            self.stopping.wait(CARETAKER_INTERVAL)
+            self.stopping.wait(interval)
 
     def _join_if_not_voter(self) -> None:
         with self.lock:

@@ -131,6 +131,7 @@ class AppendRequest:
     commit_index: int
     to_end: bool  # the entries reach the leader's last index
     cluster_id: str = ""
+    round: int = 0  # the leader's count of messages sent this term, echoed by the reply
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,7 @@ class AppendReply:
     synced: bool = False  # the follower now holds a prefix of this leader's log
     incarnation: str = ""  # a new one means the follower lost its disk: start it over
     foreign: bool = False  # the follower belongs to another cluster and refuses this one
+    round: int = 0  # the request's round
 
 
 class TermTooLow(Exception):
@@ -174,6 +176,8 @@ class Progress:
     sent_before: int = NO_INDEX  # sent_index before the message in flight (one at a time)
     reachable: bool = True
     incarnation: str | None = None  # the follower's, as of its first reply this term
+    acked_round: int = 0  # the newest round it accepted this leader's term in
+    heard_at: float = float("-inf")  # when its latest reply of this term came
 
 
 class Replica:
@@ -191,6 +195,9 @@ class Replica:
         self.term_start = NO_INDEX  # last index inherited when this replica became leader
         self.disk_failed = False  # a write failed; nothing that writes is done until reload
         self.learned_floor: int | None = None  # a learner's vote floor, once membership knows it
+        self.rounds = 0  # messages sent as leader this term (read-index rounds)
+        self.wanted_round = 0  # a read waits for a quorum to accept this round
+        self.led_since = float("-inf")
 
     def reload(self) -> None:
         """Start over from what the disk holds (after it failed and works again)."""
@@ -356,7 +363,7 @@ class Replica:
             cluster_id=self.meta.cluster_id,
         )
 
-    def finish_election(self, term: int, replies: dict[int, VoteReply]) -> bool:
+    def finish_election(self, term: int, replies: dict[int, VoteReply], now: float) -> bool:
         """Count the votes; on a quorum adopt the best log and lead. True if now leader."""
         if self.role != Role.CANDIDATE or self.term != term:
             return False
@@ -393,6 +400,8 @@ class Replica:
         self.role = Role.LEADER
         self.leader_id = self.id
         self.term_start = self.last_index
+        self.led_since = now
+        self.rounds = self.wanted_round = 0
         self.progress = {
             pid: Progress(next_index=self.last_index + 1, sent_index=self.last_index)
             for pid in self.peer_ids
@@ -432,7 +441,9 @@ class Replica:
         last_sent = prev + len(entries)
         progress.sent_before = progress.sent_index
         progress.sent_index = max(progress.sent_index, last_sent)
+        self.rounds += 1
         return AppendRequest(
+            round=self.rounds,
             term=self.term,
             leader_id=self.id,
             prev_index=prev,
@@ -446,10 +457,47 @@ class Replica:
     def has_pending(self, peer_id: int) -> bool:
         progress = self.progress.get(peer_id)
         return progress is not None and (
-            progress.next_index <= self.last_index or not progress.synced
+            progress.next_index <= self.last_index
+            or not progress.synced
+            or progress.acked_round < self.wanted_round
         )
 
-    def on_append_reply(self, peer_id: int, request: AppendRequest, reply: AppendReply) -> None:
+    # Linearizable reads (read-index) and check-quorum -----------------------------------
+
+    def read_round(self) -> int:
+        """A read arrived: the round a quorum must accept before it may be answered. Every
+        message sent from now on carries this round or a later one, so a quorum accepting it
+        shows that this replica still led after the read arrived (no newer leader had
+        committed anything the read could miss)."""
+        self.wanted_round = self.rounds + 1
+        return self.wanted_round
+
+    def confirmed(self, round_: int) -> bool:
+        """A quorum (this leader included) accepted ``round_`` or a later one, this term."""
+        if self.role != Role.LEADER:
+            return False
+        acked = sorted((p.acked_round for p in self.progress.values()), reverse=True)
+        return self.quorum == 1 or (
+            len(acked) >= self.quorum - 1 and acked[self.quorum - 2] >= round_
+        )
+
+    def check_quorum(self, now: float, timeout: float) -> bool:
+        """A leader that has not heard from a quorum (itself included) within ``timeout``
+        steps down: it may be cut off, and must stop acting as leader before a new one is
+        elected on the other side. True if it stepped down."""
+        if self.role != Role.LEADER or now - self.led_since < timeout:
+            return False
+        heard = 1 + sum(now - p.heard_at <= timeout for p in self.progress.values())
+        if heard >= self.quorum:
+            return False
+        self.role = Role.FOLLOWER
+        self.leader_id = None
+        self.progress = {}
+        return True
+
+    def on_append_reply(
+        self, peer_id: int, request: AppendRequest, reply: AppendReply, now: float
+    ) -> None:
         if not self._plausible(reply.term):
             return  # as if it never came
         if reply.term > self.term:
@@ -469,6 +517,8 @@ class Replica:
             progress.incarnation = reply.incarnation
         if reply.foreign:
             return  # never counted, never sent entries it would refuse anyway
+        progress.heard_at = now
+        progress.acked_round = max(progress.acked_round, reply.round)
         if reply.success:
             progress.match_index = max(progress.match_index, reply.last_index)
             progress.next_index = max(progress.next_index, progress.match_index + 1)
@@ -542,7 +592,8 @@ class Replica:
         self.leader_id = request.leader_id
         prev = request.prev_index
         if prev > self.last_index or (prev >= 0 and self.term_at(prev) != request.prev_term):
-            return self._reply(False, min(self.last_index, prev - 1))
+            # A mismatch still accepts this leader's term: it counts for the read round.
+            return self._reply(False, min(self.last_index, prev - 1), round=request.round)
 
         truncate_after, new_entries = self._merge(request.entries)
         matched = prev + len(request.entries)
@@ -564,7 +615,9 @@ class Replica:
         meta = self._promoted(meta)
         if meta != self.meta or truncate_after is not None or new_entries:
             self._save(meta, truncate_after, new_entries)
-        return self._reply(True, matched, synced=self.meta.log_term == self.term)
+        return self._reply(
+            True, matched, synced=self.meta.log_term == self.term, round=request.round
+        )
 
     # Membership: when a learner may vote ---------------------------------------------
 

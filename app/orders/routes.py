@@ -131,6 +131,7 @@ def append():
             "commit_index": int,
             "to_end": bool,
             "cluster_id": str,
+            "round": int,
         }
     )
     _check_entries(body["entries"], body["prev_index"])

@@ -82,6 +82,7 @@ class Sim:
         self.abandoned: set[str] = set()  # keys of orders answered "not placed"
         self.next_key = 0
         self.wipes = 0
+        self.now = 0.0  # simulated time, in seconds; tests move it
 
     def _boot(self, i: int) -> Replica:
         peers = [p for p in self.ids if p != i]
@@ -151,7 +152,7 @@ class Sim:
                 if not self._lost():
                     replies[pid] = reply
         try:
-            won = r.finish_election(term, replies)
+            won = r.finish_election(term, replies, self.now)
         except StorageError:
             won = False
         self.check()
@@ -197,7 +198,7 @@ class Sim:
                 continue
             if self._link(src, dst) and not self._lost():
                 with contextlib.suppress(StorageError):
-                    self.replicas[src].on_append_reply(dst, request, reply)
+                    self.replicas[src].on_append_reply(dst, request, reply, self.now)
             self.check()
 
     def abandon(self, leader: int, index: int) -> None:
@@ -507,9 +508,8 @@ def test_stale_reply_and_rejection_from_a_higher_term_step_the_leader_down():
     sim.settle(3)
     leader = sim.replicas[3]
     request = leader.make_append(1, 64)
-    leader.on_append_reply(
-        1, request, AppendReply(term=leader.term + 5, success=False, last_index=0)
-    )
+    reply = AppendReply(term=leader.term + 5, success=False, last_index=0)
+    leader.on_append_reply(1, request, reply, sim.now)
     assert leader.role == Role.FOLLOWER and leader.term == 6
 
 
@@ -539,7 +539,7 @@ def test_an_absurd_term_is_refused_whole_so_elections_go_on():
     with pytest.raises(ImplausibleTerm):
         follower.handle_leader_notice(2, absurd)
     leader = sim.replicas[3]
-    leader.on_append_reply(1, request, AppendReply(absurd, False, NO_INDEX))
+    leader.on_append_reply(1, request, AppendReply(absurd, False, NO_INDEX), sim.now)
     assert leader.role == Role.LEADER and leader.term == 1  # ignored, as if lost
     assert follower.term == 1 and sim.storage[1].meta.current_term == 1
     # A leap within bounds is an ordinary higher term, and the elections after it go on.
@@ -547,3 +547,69 @@ def test_an_absurd_term_is_refused_whole_so_elections_go_on():
     assert sim.elect(3)
     sim.settle(3)
     assert {r.term for r in sim.replicas.values()} == {2 + MAX_TERM_LEAP}
+
+
+# Check-quorum and linearizable reads ---------------------------------------------------------
+
+
+def test_a_leader_cut_from_its_quorum_steps_down_within_one_election_timeout():
+    sim = Sim()
+    assert sim.elect(3)
+    sim.settle(3)
+    leader = sim.replicas[3]
+    sim.partition(3)  # it still runs, but hears from no peer
+    sim.now = 0.4
+    sim.send(3)
+    sim.deliver()
+    assert not leader.check_quorum(sim.now, 0.5) and leader.role == Role.LEADER
+    sim.now = 0.6
+    assert leader.check_quorum(sim.now, 0.5)
+    assert leader.role == Role.FOLLOWER and not leader.ready  # it acknowledges nothing now
+
+
+def test_check_quorum_keeps_a_leader_that_hears_from_a_majority():
+    sim = Sim()
+    assert sim.elect(3)
+    sim.settle(3)
+    sim.partition(1)  # one follower away: 3 and 2 are a quorum
+    for step in range(1, 10):
+        sim.now = step * 0.2
+        sim.send(3)
+        sim.deliver()
+        assert not sim.replicas[3].check_quorum(sim.now, 0.5)
+    assert sim.replicas[3].role == Role.LEADER
+
+
+def test_a_read_is_answered_only_after_a_quorum_accepts_a_later_round():
+    sim = Sim()
+    assert sim.elect(3)
+    sim.settle(3)
+    leader = sim.replicas[3]
+    round_ = leader.read_round()
+    assert not leader.confirmed(round_)
+    assert leader.has_pending(1) and leader.has_pending(2)  # the round goes out at once
+    sim.send(3)
+    sim.deliver()
+    assert leader.confirmed(round_)
+
+
+def test_a_deposed_leader_that_has_not_noticed_cannot_confirm_a_read():
+    """The stale read of the bug report: leader 3 is cut off, 2 leads and commits an order,
+    3 still believes it leads; a read at 3 must never be confirmed."""
+    sim = Sim()
+    assert sim.elect(3)
+    sim.settle(3)
+    sim.partition(3)
+    assert sim.elect(2)
+    newer = sim.submit(2)
+    sim.settle(2)
+    old = sim.replicas[3]
+    assert old.role == Role.LEADER and old.committed(newer.index) is None
+    round_ = old.read_round()
+    sim.send(3)
+    sim.deliver()
+    assert not old.confirmed(round_)
+    sim.heal()
+    sim.send(3)
+    sim.deliver()  # the followers answer with their newer term: 3 steps down
+    assert old.role == Role.FOLLOWER and not old.confirmed(round_)
