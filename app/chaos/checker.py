@@ -233,7 +233,7 @@ def _fault_windows(records: list[dict[str, Any]], report: Report) -> list[FaultW
     for record in records:
         if record["type"] != "fault":
             continue
-        ident = (record["kind"], tuple(map(str, record["targets"])))
+        ident = (record["kind"], tuple(record["targets"]))
         if record["phase"] == "start":
             window = FaultWindow(record["kind"], record["targets"], record["t"])
             windows.append(window)

@@ -71,6 +71,7 @@ _REPLY_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "lookup": {"reply": list},
 }
 _OPTIONAL: dict[str, type | tuple[type, ...]] = {"version": int, "error": str}
+_ITEMS = {"replicas": int, "targets": str}  # what the lists among the fields hold
 
 
 def read_history(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
@@ -114,6 +115,9 @@ def _malformed(record: Any) -> str | None:
             return f"{record['type']} record without a valid {name!r}"
     for name, kind in _OPTIONAL.items():
         if name in record and not isinstance(record[name], kind):
+            return f"{record['type']} record with an invalid {name!r}"
+    for name, kind in _ITEMS.items():
+        if name in fields and not all(isinstance(item, kind) for item in record[name]):
             return f"{record['type']} record with an invalid {name!r}"
     if "reply" in fields and not (
         len(record["reply"]) == 3 and all(isinstance(v, (int, str, _NONE)) for v in record["reply"])

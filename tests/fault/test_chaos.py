@@ -10,8 +10,8 @@ from app.chaos.faults import (
     KILL_FOLLOWER,
     KILL_FRONTEND_WORKER,
     KILL_LEADER,
+    KILL_MAJORITY,
     KILL_REDIS,
-    KILL_TWO_REPLICAS,
     PAUSE_REPLICA,
 )
 from app.chaos.runner import ChaosOptions, run
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.fault
 SUITE_KINDS = (
     KILL_LEADER,
     KILL_FOLLOWER,
-    KILL_TWO_REPLICAS,
+    KILL_MAJORITY,
     KILL_CATALOG,
     KILL_REDIS,
     KILL_FRONTEND_WORKER,

@@ -226,6 +226,7 @@ def test_an_unreadable_database_is_a_one_line_reason(tmp_path, damage, which):
         (json.dumps(_request(op="read", toy="Tux", start="soon")), "without a valid 'start'"),
         (json.dumps(_request(op="lookup", number=1, reply=[1])), "reply is not [number, name"),
         (json.dumps(_request(op="read", toy="Tux", version="2")), "an invalid 'version'"),
+        (json.dumps(_fault("start", "kill-leader", [3], 2.0)), "an invalid 'targets'"),
     ],
 )
 def test_a_malformed_history_line_is_a_one_line_reason(tmp_path, line, reason):
