@@ -214,9 +214,8 @@ def fault_kinds(text: str) -> tuple[str, ...]:
     kinds = tuple(kind.strip() for kind in text.split(",") if kind.strip())
     unknown = [kind for kind in kinds if kind not in KINDS]
     if unknown or not kinds:
-        raise argparse.ArgumentTypeError(
-            f"unknown fault kinds {unknown}; choose from {', '.join(KINDS)}"
-        )
+        problem = f"unknown fault kinds {unknown}" if unknown else "no fault kind given"
+        raise argparse.ArgumentTypeError(f"{problem}; choose from {', '.join(KINDS)}")
     return kinds
 
 
