@@ -25,13 +25,13 @@ class SmallDisks:
     def __init__(self) -> None:
         self.mounted: list[Path] = []
 
-    def mount(self, directories: Iterable[Path]) -> str | None:
-        """Mount a tmpfs of ``DISK_SIZE`` on each directory; on failure unmount the ones
-        made and return why (None when all are mounted)."""
+    def mount(self, directories: Iterable[Path], size: str = DISK_SIZE) -> str | None:
+        """Mount a tmpfs of ``size`` on each directory; on failure unmount the ones made and
+        return why (None when all are mounted)."""
         if os.geteuid() != 0:
             return "mounting a small disk per replica needs root"
         for directory in directories:
-            command = ["mount", "-t", "tmpfs", "-o", f"size={DISK_SIZE}", "tmpfs", str(directory)]
+            command = ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(directory)]
             try:
                 directory.mkdir(parents=True, exist_ok=True)
                 subprocess.run(command, check=True, capture_output=True, text=True, timeout=10)
