@@ -52,7 +52,7 @@ NO_MAJORITY_KINDS = frozenset({KILL_MAJORITY})
 NO_CATALOG_KINDS = frozenset({KILL_CATALOG, CATALOG_KILL_MID_ORDER})
 
 _RESTART_ATTEMPTS = 3
-REBUILD_TIMEOUT = 15.0  # a replica back from a lost disk must hold the commit index by then
+REBUILD_TIMEOUT = 15.0  # by then a replica back from a lost disk must vote and be caught up
 MID_ORDER_WAIT = 5.0  # longest wait for an order in flight before the catalog is killed anyway
 MID_ORDER_DELAY = 0.02  # the kill lands up to this long after an order request went out
 
@@ -160,8 +160,8 @@ class Injector:
         elif kind in (PAUSE_REPLICA, DISK_FULL):
             targets = [leader_or_follower]
         elif kind == DISK_LOSS:
-            held = self._commit_indexes()
-            self.blank = {n: lacks for n, lacks in self.blank.items() if held.get(n, -1) < lacks}
+            health = self._health()
+            self.blank = {n: t for n, t in self.blank.items() if not _rebuilt(health, n, t)}
             tolerated = len(replicas) - self.cluster.settings.quorum_size
             if len(self.blank) >= tolerated:
                 self.history.record(
@@ -229,23 +229,19 @@ class Injector:
     def _directory(self, replica: str) -> Path:
         return replica_dir(self.cluster.data_dir, self.replica_ids[replica])
 
-    def _commit_indexes(self) -> dict[str, int]:
-        """The commit index of every replica that answers, by name."""
+    def _health(self) -> dict[str, dict]:
+        """The /health of every replica that answers, by name."""
         health = replica_health(self.cluster)
-        return {
-            name: health[rid]["commit_index"]
-            for name, rid in self.replica_ids.items()
-            if rid in health
-        }
+        return {name: health[rid] for name, rid in self.replica_ids.items() if rid in health}
 
     def _await_rebuilt(self, replica: str) -> bool:
-        """Wait (at most REBUILD_TIMEOUT) until a replica back from a lost disk holds what the
-        others had committed when it came back."""
-        others = self._commit_indexes()
+        """Wait (at most REBUILD_TIMEOUT) until a replica back from a lost disk votes again and
+        holds what the others had committed when it came back."""
+        others = self._health()
         others.pop(replica, None)
-        target = max(others.values(), default=-1)
+        target = max((h["commit_index"] for h in others.values()), default=-1)
         deadline = time.monotonic() + REBUILD_TIMEOUT
-        while self._commit_indexes().get(replica, -1) < target:
+        while not _rebuilt(self._health(), replica, target):
             if time.monotonic() > deadline:
                 self.blank[replica] = target
                 return False
@@ -274,3 +270,9 @@ class Injector:
                     os.kill(pid, signal.SIGCONT)
             if not self.cluster.is_running(name):
                 self.restart(name)
+
+
+def _rebuilt(health: dict[str, dict], replica: str, commit_index: int) -> bool:
+    """Whether a replica that lost its disk is a voter again holding ``commit_index``."""
+    own = health.get(replica)
+    return own is not None and own["voter"] and own["commit_index"] >= commit_index
