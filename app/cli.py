@@ -19,6 +19,7 @@ import requests
 
 from app.bench import run as bench
 from app.catalog import cli as catalog_cli
+from app.chaos.faults import KINDS
 from app.client import cli as client_cli
 from app.cluster import (
     APP_MODULES,
@@ -37,6 +38,14 @@ from app.eval import cli as eval_cli
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _interrupt_once(signum: int, frame: object) -> None:
+    """The first Ctrl-C or SIGTERM interrupts; later ones are ignored, so that the cleanup it
+    starts (stopping processes, unmounting disks) runs to the end."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 
@@ -173,11 +182,13 @@ def cmd_chaos(args: argparse.Namespace) -> int:
             data_dir=args.data_dir,
             log_dir=args.data_dir.parent / "logs",
             history=args.history,
+            kinds=args.kinds,
         )
         # Ctrl-C or SIGTERM must still stop the store's processes (they run in sessions of
-        # their own, so nothing else would); a background job starts with SIGINT ignored.
-        signal.signal(signal.SIGTERM, _raise_interrupt)
-        signal.signal(signal.SIGINT, _raise_interrupt)
+        # their own, so nothing else would) and unmount the run's disks; a background job
+        # starts with SIGINT ignored.
+        signal.signal(signal.SIGTERM, _interrupt_once)
+        signal.signal(signal.SIGINT, _interrupt_once)
         try:
             report = run(options)
         except (ConfigError, ClusterError) as exc:
@@ -196,6 +207,16 @@ def _version() -> str:
         return metadata.version("toystore")
     except metadata.PackageNotFoundError:  # run from a checkout that was never installed
         return "unknown"
+
+
+def fault_kinds(text: str) -> tuple[str, ...]:
+    """A comma-separated list of chaos fault kinds (for ``--kinds``)."""
+    kinds = tuple(kind.strip() for kind in text.split(",") if kind.strip())
+    unknown = [kind for kind in kinds if kind not in KINDS]
+    if unknown or not kinds:
+        problem = f"unknown fault kinds {unknown}" if unknown else "no fault kind given"
+        raise argparse.ArgumentTypeError(f"{problem}; choose from {', '.join(KINDS)}")
+    return kinds
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -277,6 +298,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir", type=Path, default=Path("var/chaos/data"), help="the run's databases"
     )
     chaos.add_argument("--short", action="store_true", help="a 30-second round")
+    chaos.add_argument(
+        "--kinds",
+        type=fault_kinds,
+        default=KINDS,
+        help=f"comma-separated fault kinds to deal (default: all of {', '.join(KINDS)})",
+    )
     chaos.add_argument(
         "--check-only",
         action="store_true",

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import errno
-import os
 import random
-import subprocess
 import threading
 import uuid
 from collections import Counter
@@ -14,6 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from app.chaos import disks
 from app.cluster import Cluster
 from app.observe import (
     OrderRow,
@@ -109,40 +107,24 @@ def assert_acknowledged_orders_kept(cluster, placed) -> None:
 
 
 class SmallDisks:
-    """Small tmpfs mounts standing in for a replica's own disk: filled to ENOSPC, and
-    unmounted at the end. Needs root; the test is skipped (with the reason
+    """Small tmpfs mounts (app/chaos/disks.py) standing in for a replica's own disk: filled
+    to ENOSPC, and unmounted at the end. Needs root; the test is skipped (with the reason
     printed) where mounting is not possible."""
 
     def __init__(self) -> None:
-        self.mounted: list[Path] = []
+        self.disks = disks.SmallDisks()
 
     def mount(self, path: Path, size: str = "8m") -> Path:
-        if os.geteuid() != 0:
-            pytest.skip("mounting a small disk (tmpfs) needs root")
-        path.mkdir(parents=True, exist_ok=True)
-        done = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-            capture_output=True,
-            text=True,
-        )
-        if done.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-        self.mounted.append(path)
+        reason = self.disks.mount([path], size)
+        if reason is not None:
+            pytest.skip(reason)
         return path
 
     @staticmethod
     def fill(path: Path) -> Path:
         """Write zeros until the disk is full; the filler file is returned for freeing it."""
-        filler = path / "filler"
-        chunk = b"\0" * 65536
-        with open(filler, "wb", buffering=0) as out:
-            try:
-                while True:
-                    out.write(chunk)
-            except OSError as exc:
-                assert exc.errno == errno.ENOSPC, exc
-        return filler
+        disks.fill(path)
+        return path / disks.FILLER
 
     def close(self) -> None:
-        for path in reversed(self.mounted):
-            subprocess.run(["umount", "-l", str(path)], capture_output=True)
+        self.disks.unmount()

@@ -1,8 +1,11 @@
 """The checker: judges a chaos history against the final state of the replicas, the catalog
 and the cache. Each guarantee it checks is explained in docs/reliability.md.
 
-It reads the replicas' and the catalog's SQLite files read-only, so it runs on a stopped data
-dir as well as on a running store; the cache check needs the Redis of the run.
+It reads each replica's replicated log (the log and its commit index, not the orders derived
+from it) and the catalog's ledger from their SQLite files, read-only, so it runs on a stopped
+data dir as well as on a running store; the cache check needs the Redis of the run. Input it
+cannot read (a missing, truncated or corrupt file, a malformed history line) is a violation
+with a one-line reason, never a traceback.
 """
 
 from __future__ import annotations
@@ -11,22 +14,30 @@ import json
 import sqlite3
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import redis
 
-from app.catalog.store import read_active_purchases, read_ledger
+from app.catalog.store import (
+    CATALOG_FILE,
+    ActivePurchase,
+    LedgerRow,
+    read_active_purchases,
+    read_ledger,
+)
 from app.chaos.faults import KILL_FRONTEND_WORKER, NO_CATALOG_KINDS, NO_MAJORITY_KINDS
 from app.chaos.history import read_history
-from app.observe import order_table_problems
-from app.orders.log import LOG_FILE, read_orders, replica_log_path
+from app.orders.log import read_replicated_log, replica_log_path
+from app.orders.replication import Entry
 
 # How long after a fault is healed its effects may still show (an election, a reconnect).
 GRACE = 3.0
 CACHE_CHECKS = 3  # a cached value must differ this many times, a second apart, to count
 MAX_LISTED = 20  # violations printed per check
+UNREADABLE = "readable input"
 
 
 @dataclass
@@ -49,6 +60,7 @@ class Report:
     latency: dict[str, float] = field(default_factory=dict)  # fault kind -> max seconds
     acked_orders: int = 0
     committed_orders: int = 0
+    left_out: dict[str, str] = field(default_factory=dict)  # fault kind -> why not dealt
     violations: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
 
     @property
@@ -69,6 +81,8 @@ class Report:
             f"faults: {sum(self.faults.values())} "
             + " ".join(f"{kind}={n}" for kind, n in sorted(self.faults.items()))
         )
+        for kind, reason in sorted(self.left_out.items()):
+            lines.append(f"left out of the deck: {kind} ({reason})")
         lines.append(
             "replies: "
             + " ".join(f"{op}:{outcome}={n}" for (op, outcome), n in sorted(self.replies.items()))
@@ -84,27 +98,133 @@ class Report:
         return "\n".join(lines)
 
 
+class Unreadable(Exception):
+    """A file the checker cannot read; the message is the one-line reason."""
+
+
+@dataclass(frozen=True)
+class ReplicaLog:
+    commit_index: int
+    entries: list[Entry]
+
+    @property
+    def committed(self) -> list[Entry]:
+        return [entry for entry in self.entries if entry.index <= self.commit_index]
+
+
+@dataclass
+class FinalState:
+    """What the replicas' and the catalog's files hold; ``unreadable`` says what could not be
+    read (those parts are left out)."""
+
+    logs: dict[int, ReplicaLog] = field(default_factory=dict)
+    ledger: list[LedgerRow] | None = None
+    purchases: list[ActivePurchase] | None = None
+    unreadable: list[str] = field(default_factory=list)
+
+    @property
+    def committed(self) -> dict[int, Entry]:
+        """The longest committed prefix any replica holds, by order number."""
+        if not self.logs:
+            return {}
+        longest = max(self.logs.values(), key=lambda log: log.commit_index)
+        return {entry.index: entry for entry in longest.committed}
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    """A read-only connection to an SQLite file that passes SQLite's own quick check."""
+    if not path.is_file():
+        raise Unreadable(f"no database at {path}")
+    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        verdict = db.execute("PRAGMA quick_check").fetchone()[0]
+    except sqlite3.Error as exc:
+        db.close()
+        raise Unreadable(f"cannot read {path}: {exc}") from exc
+    if verdict != "ok":
+        db.close()
+        raise Unreadable(f"{path} is corrupt: {verdict}")
+    return db
+
+
+def read_state(data_dir: Path, replica_ids: Iterable[int]) -> FinalState:
+    state = FinalState()
+    for rid in replica_ids:
+        try:
+            db = _open(replica_log_path(data_dir, rid))
+            try:
+                state.logs[rid] = ReplicaLog(*read_replicated_log(db))
+            finally:
+                db.close()
+        except (Unreadable, sqlite3.Error) as exc:
+            state.unreadable.append(f"replica {rid}: {_reason(exc)}")
+    try:
+        db = _open(data_dir / CATALOG_FILE)
+        try:
+            state.ledger = read_ledger(db)
+            state.purchases = read_active_purchases(db)
+        finally:
+            db.close()
+    except (Unreadable, sqlite3.Error) as exc:
+        state.unreadable.append(f"catalog: {_reason(exc)}")
+    return state
+
+
+def _reason(exc: Exception) -> str:
+    return str(exc) if isinstance(exc, Unreadable) else f"not a readable database: {exc}"
+
+
+def stock_problems(state: FinalState) -> list[str]:
+    """Per toy, where initial + restocked - current differs from what committed orders hold.
+
+    Empty when the catalog could not be read (that is reported as unreadable).
+    """
+    if state.ledger is None:
+        return []
+    sold: Counter = Counter()
+    for entry in state.committed.values():
+        sold[entry.name] += entry.quantity
+    problems = []
+    for row in state.ledger:
+        taken = row.initial + row.restocked - row.quantity
+        if taken != sold[row.name]:
+            problems.append(
+                f"{row.name}: initial {row.initial} + restocked {row.restocked} - current "
+                f"{row.quantity} = {taken}, but committed orders hold {sold[row.name]}"
+            )
+    known = {row.name for row in state.ledger}
+    for name in sorted(set(sold) - known):
+        problems.append(f"committed orders hold {sold[name]} of {name}, a toy the catalog lacks")
+    return problems
+
+
 def check(history: Path, data_dir: Path, redis_url: str | None = None) -> Report:
-    records = list(read_history(history))
-    meta = next((r for r in records if r["type"] == "meta"), {})
-    requests = [r for r in records if r["type"] == "request"]
     report = Report()
+    records, problems = read_history(history)
+    for problem in problems:
+        report.violate(UNREADABLE, problem)
+    meta = next((r for r in records if r["type"] == "meta"), None)
+    if meta is None:
+        report.violate(UNREADABLE, f"history {history}: no meta record; nothing to judge")
+        return report
+    report.left_out = {str(kind): str(reason) for kind, reason in meta["left_out"].items()}
+    requests = [r for r in records if r["type"] == "request"]
     windows = _fault_windows(records, report)
     for crash in (r for r in records if r["type"] == "shopper-crash"):
         report.violate("run complete", f"shopper {crash['shopper']} crashed: {crash['error']}")
-    replica_ids = meta.get("replicas") or _replica_ids(data_dir)
-    committed = _check_replicas(data_dir, replica_ids, report)
+    state = read_state(data_dir, meta["replicas"])
+    for problem in state.unreadable:
+        report.violate(UNREADABLE, problem)
+    _check_logs(state.logs, report)
+    committed = state.committed
+    report.committed_orders = len(committed)
     _check_acknowledged(requests, committed, report)
-    _check_catalog(data_dir, committed, report)
-    _check_replies(requests, windows, float(meta.get("request_timeout", 13.0)), report)
+    _check_catalog(state, report)
+    _check_replies(requests, windows, float(meta["request_timeout"]), report)
     _check_reads(requests, report)
-    if redis_url:
-        _check_cache(redis_url, meta.get("cache_prefix", "toystore"), data_dir, report)
+    if redis_url and state.ledger is not None:
+        _check_cache(redis_url, meta["cache_prefix"], data_dir, report)
     return report
-
-
-def _replica_ids(data_dir: Path) -> list[int]:
-    return sorted(int(p.parent.name.split("-")[1]) for p in data_dir.glob(f"replica-*/{LOG_FILE}"))
 
 
 def _fault_windows(records: list[dict[str, Any]], report: Report) -> list[FaultWindow]:
@@ -121,34 +241,68 @@ def _fault_windows(records: list[dict[str, Any]], report: Report) -> list[FaultW
             report.faults[record["kind"]] += 1
         elif ident in open_:
             open_.pop(ident).end = record["t"]
+            if record.get("rebuilt") is False:
+                report.violate(
+                    "lost disk rebuilt",
+                    f"{', '.join(ident[1])} did not catch up within its rebuild bound after "
+                    f"its disk was lost (healed at {record['t']:.2f}s)",
+                )
     return windows
 
 
-def _check_replicas(
-    data_dir: Path, replica_ids: list[int], report: Report
-) -> dict[int, tuple[str, int, str]]:
-    """Committed orders identical on every replica, numbered 0.. with no gap, one per key."""
-    orders = {}
-    for rid in replica_ids:
-        path = replica_log_path(data_dir, rid)
-        if path.exists():
-            orders[rid] = read_orders(path)
-        else:
-            report.violate("replica order tables", f"replica {rid} has no database at {path}")
-    if not orders:
-        return {}
-    for problem in order_table_problems(orders):
-        report.violate("replica order tables", problem)
-    first = orders[min(orders)]
-    report.committed_orders = len(first)
-    return {number: (name, quantity, key) for number, name, quantity, key in first}
+def _describe(entry: Entry) -> str:
+    return f"{entry.name} x{entry.quantity} (key {entry.key}, term {entry.term})"
+
+
+def _check_logs(logs: dict[int, ReplicaLog], report: Report) -> None:
+    """Each log numbered 0.. with no gap; no number committed with two contents; after the
+    run, every replica holds the same log and commit index."""
+    contents: dict[int, dict[Entry, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for rid, log in sorted(logs.items()):
+        indexes = [entry.index for entry in log.entries]
+        if indexes != list(range(len(indexes))):
+            report.violate("logs well formed", f"replica {rid}: log indexes are not 0..n-1")
+        if not -1 <= log.commit_index < len(log.entries):
+            report.violate(
+                "logs well formed",
+                f"replica {rid}: commit index {log.commit_index} but {len(log.entries)} entries",
+            )
+        for entry in log.committed:
+            contents[entry.index][entry].append(rid)
+    for index, held in sorted(contents.items()):
+        if len(held) > 1:
+            report.violate(
+                "one content per number",
+                f"order {index} committed as "
+                + " and as ".join(f"{_describe(e)} on replicas {rids}" for e, rids in held.items()),
+            )
+    if not logs:
+        return
+    first_id = min(logs)
+    first = logs[first_id]
+    for rid, log in sorted(logs.items()):
+        if log != first:
+            differ = next(
+                (
+                    i
+                    for i, (a, b) in enumerate(zip(log.entries, first.entries, strict=False))
+                    if a != b
+                ),
+                min(len(log.entries), len(first.entries)),
+            )
+            report.violate(
+                "identical logs",
+                f"replica {rid} (commit index {log.commit_index}, {len(log.entries)} entries) "
+                f"differs from replica {first_id} (commit index {first.commit_index}, "
+                f"{len(first.entries)} entries) from index {differ}",
+            )
 
 
 def _check_acknowledged(
-    requests: list[dict[str, Any]], committed: dict[int, tuple[str, int, str]], report: Report
+    requests: list[dict[str, Any]], committed: dict[int, Entry], report: Report
 ) -> None:
-    """Every order a client got a number for is committed with its toy and quantity, and a
-    key always got the same number."""
+    """Every order a client got a number for is committed under that number with its toy,
+    quantity and key, and a key always got the same number."""
     numbers: dict[str, int] = {}
     for record in requests:
         if record["status"] != 200:
@@ -159,53 +313,43 @@ def _check_acknowledged(
                 report.violate(
                     "one order per key", f"key {key} answered {numbers[key]} and {number}"
                 )
-            if committed.get(number) != (record["toy"], record["quantity"], key):
+            entry = committed.get(number)
+            if entry is None or (entry.name, entry.quantity, entry.key) != (
+                record["toy"], record["quantity"], key,
+            ):  # fmt: skip
                 report.violate(
                     "acknowledged orders kept",
-                    f"order {number} ({record['toy']} x{record['quantity']}, key {key}) "
-                    f"is {committed.get(number)} on the replicas",
+                    f"order {number} ({record['toy']} x{record['quantity']}, key {key}) is "
+                    + (_describe(entry) if entry else "not committed")
+                    + " in the log",
                 )
         elif record["op"] == "lookup":
             number, name, quantity = record["reply"]
-            row = committed.get(number)
-            if row is None or row[:2] != (name, quantity):
+            entry = committed.get(number)
+            if entry is None or (entry.name, entry.quantity) != (name, quantity):
                 report.violate(
-                    "lookups match", f"GET /orders/{number} said {name} x{quantity}, log {row}"
+                    "lookups match",
+                    f"GET /orders/{number} said {name} x{quantity}, log "
+                    + (_describe(entry) if entry else "has no such order"),
                 )
     report.acked_orders = len(numbers)
 
 
-def _check_catalog(
-    data_dir: Path, committed: dict[int, tuple[str, int, str]], report: Report
-) -> None:
+def _check_catalog(state: FinalState, report: Report) -> None:
     """One active purchase per committed order and none without one; stock adds up."""
-    db = sqlite3.connect(f"file:{data_dir / 'catalog.sqlite3'}?mode=ro", uri=True)
-    try:
-        purchases = read_active_purchases(db)
-        ledger = read_ledger(db)
-    finally:
-        db.close()
-    by_key = {p.key: p for p in purchases}
-    for number, (name, quantity, key) in committed.items():
-        purchase = by_key.pop(key, None)
-        if purchase is None or (purchase.name, purchase.quantity) != (name, quantity):
+    if state.purchases is None:
+        return
+    by_key = {p.key: p for p in state.purchases}
+    for number, entry in state.committed.items():
+        purchase = by_key.pop(entry.key, None)
+        if purchase is None or (purchase.name, purchase.quantity) != (entry.name, entry.quantity):
             report.violate(
-                "one purchase per order",
-                f"order {number} ({name} x{quantity}) has purchase {purchase}",
+                "one purchase per order", f"order {number} ({_describe(entry)}) has {purchase}"
             )
     for purchase in by_key.values():
         report.violate("one purchase per order", f"purchase without an order: {purchase}")
-    sold: Counter = Counter()
-    for name, quantity, _ in committed.values():
-        sold[name] += quantity
-    for row in ledger:
-        expected = row.initial + row.restocked - sold[row.name]
-        if expected != row.quantity:
-            report.violate(
-                "stock conservation",
-                f"{row.name}: initial {row.initial} + restocked {row.restocked} - sold by "
-                f"orders {sold[row.name]} = {expected}, but the stock is {row.quantity}",
-            )
+    for problem in stock_problems(state):
+        report.violate("stock conservation", problem)
 
 
 def _explained(record: dict[str, Any], windows: list[FaultWindow], kinds: frozenset) -> bool:
@@ -280,12 +424,16 @@ def _check_cache(redis_url: str, prefix: str, data_dir: Path, report: Report) ->
                 time.sleep(1.0)
         for name, message in stale.items():
             report.violate("cache matches catalog", f"{name}: {message}")
+    except redis.RedisError as exc:
+        report.violate(UNREADABLE, f"cache at {redis_url}: {exc}")
+    except (Unreadable, sqlite3.Error) as exc:
+        report.violate(UNREADABLE, f"catalog: {_reason(exc)}")
     finally:
         client.close()
 
 
 def _stale_entries(client: redis.Redis, prefix: str, data_dir: Path) -> dict[str, str]:
-    db = sqlite3.connect(f"file:{data_dir / 'catalog.sqlite3'}?mode=ro", uri=True)
+    db = _open(data_dir / CATALOG_FILE)
     try:
         truth = {
             name: (quantity, version)
@@ -300,9 +448,14 @@ def _stale_entries(client: redis.Redis, prefix: str, data_dir: Path) -> dict[str
         raw = client.get(key)
         if raw is None:
             continue
-        value = json.loads(raw)
-        name = value.get("name")
-        held = (value.get("quantity"), value.get("version"))
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = None
+        if not isinstance(value, dict) or not isinstance(value.get("name"), str):
+            stale[key.decode(errors="replace")] = f"cached value is not a product: {raw[:60]!r}"
+            continue
+        name, held = value["name"], (value.get("quantity"), value.get("version"))
         if truth.get(name) != held:
             stale[name] = f"cache has quantity/version {held}, catalog {truth.get(name)}"
     return stale

@@ -1,5 +1,6 @@
 """A chaos run: start the store, let shoppers query and order while faults come and go,
-heal everything, then hand the history and the final state to the checker."""
+heal everything, wait for the books to settle, then hand the history and the final state to
+the checker."""
 
 from __future__ import annotations
 
@@ -15,12 +16,14 @@ from typing import Any
 
 import requests
 
-from app.chaos.checker import Report, check
-from app.chaos.faults import Injector, Schedule
+from app.chaos.checker import Report, check, read_state, stock_problems
+from app.chaos.disks import SmallDisks
+from app.chaos.faults import DISK_FULL, KINDS, InFlight, Injector, Schedule
 from app.chaos.history import History
 from app.cluster import Cluster
 from app.common.config import ConfigError, without_credentials
 from app.observe import wait_converged, wait_undos_delivered
+from app.orders.log import replica_dir
 
 VERSION_HEADER = "X-Product-Version"
 # A client waits this long beyond the front-end's ORDER_DEADLINE before it calls a request
@@ -31,6 +34,10 @@ LOOKUP_PROBABILITY = 0.2
 REPLAY_PROBABILITY = 0.05
 ORDER_ATTEMPTS = 3  # a shopper retries a 503 or a broken connection with the same key
 RETRY_PAUSE = 0.2
+CONVERGE_TIMEOUT = 60.0  # after the run, for every replica to hold the same committed log
+# Then for the replicas' undo outboxes to drain and the catalog's books to balance against
+# that log (reconciliation after a leader change runs on the leader's one-second beat).
+BOOKS_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,7 @@ class ChaosOptions:
     data_dir: Path = Path("var/chaos/data")
     log_dir: Path = Path("var/chaos/logs")
     history: Path = Path("var/chaos/history.jsonl")
+    kinds: tuple[str, ...] = KINDS  # the deck of fault kinds to deal from
 
 
 class Shopper(threading.Thread):
@@ -61,6 +69,7 @@ class Shopper(threading.Thread):
         timeout: float,
         seed: int,
         stop: threading.Event,
+        in_flight: InFlight,
     ) -> None:
         super().__init__(name=f"shopper-{number}", daemon=True)
         self.number = number
@@ -70,6 +79,7 @@ class Shopper(threading.Thread):
         self.timeout = timeout
         self.rng = random.Random(seed)
         self.stop = stop
+        self.in_flight = in_flight
         self.session = requests.Session()
         self.acked: list[tuple[str, str, int]] = []  # key, toy, quantity
 
@@ -98,10 +108,11 @@ class Shopper(threading.Thread):
     def order(self, toy: str, quantity: int, key: str, replay: bool) -> int | None:
         body = {"name": toy, "quantity": quantity}
         for attempt in range(1, ORDER_ATTEMPTS + 1):
-            record = self.call(
-                "order", "POST", "/orders", json=body, key=key, toy=toy, quantity=quantity,
-                attempt=attempt, replay=replay,
-            )  # fmt: skip
+            with self.in_flight.order():
+                record = self.call(
+                    "order", "POST", "/orders", json=body, key=key, toy=toy, quantity=quantity,
+                    attempt=attempt, replay=replay,
+                )  # fmt: skip
             if record["status"] == 200:
                 if not replay:
                     self.acked.append((key, toy, quantity))
@@ -157,25 +168,36 @@ def _read_reply(reply: requests.Response, op: str, record: dict[str, Any]) -> No
         record["reply"] = [data.get("number"), data.get("name"), data.get("quantity")]
 
 
-def settle(cluster: Cluster, timeout: float = 60.0) -> None:
-    """Wait until a leader serves and every replica holds the same committed log.
+def settle(cluster: Cluster, history: History) -> None:
+    """Wait until a leader serves and every replica holds the same committed log, then until
+    the catalog's stock adds up against that log. Each wait is bounded; one that runs out is
+    noted in the history, and the checker judges whatever state is left.
 
     Asking the front-end for an order is what makes it elect a leader after the last fault.
     """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    deadline = time.monotonic() + CONVERGE_TIMEOUT
+    while True:
         try:
             served = requests.get(f"{cluster.frontend_url}/orders/0", timeout=15).status_code
         except requests.RequestException:
             served = None
-        if served in (200, 404) and wait_converged(cluster, max(0.0, deadline - time.monotonic())):
-            # Undos of failed orders drain from the replicas' outboxes; the leader settles and
-            # reconciles purchases on a one-second beat.
-            wait_undos_delivered(cluster, max(0.0, deadline - time.monotonic()))
-            time.sleep(2.5)
+        remaining = deadline - time.monotonic()
+        if served in (200, 404) and wait_converged(cluster, max(0.0, remaining)):
+            break
+        if remaining <= 0:
+            history.record("note", t=history.now(), message="the replicas did not converge")
+            break
+        time.sleep(0.5)
+    deadline = time.monotonic() + BOOKS_TIMEOUT
+    wait_undos_delivered(cluster, BOOKS_TIMEOUT)  # the replicas' outboxes drain first
+    while True:
+        state = read_state(cluster.data_dir, cluster.replica_urls)
+        if not state.unreadable and not stock_problems(state):
+            return
+        if time.monotonic() > deadline:
+            history.record("note", t=history.now(), message="the stock did not add up in time")
             return
         time.sleep(0.5)
-    raise TimeoutError("the replicas did not converge after the run")
 
 
 def run(options: ChaosOptions, env: Mapping[str, str] | None = None) -> Report:
@@ -201,43 +223,70 @@ def run(options: ChaosOptions, env: Mapping[str, str] | None = None) -> Report:
     timeout = settings.order_deadline + TIMEOUT_MARGIN
     history = History(options.history)
     stop = threading.Event()
-    try:
-        cluster.start()
-        toys = [p["name"] for p in requests.get(f"{cluster.frontend_url}/products").json()["data"]]
-        history.record(
-            "meta", seed=seed, duration=options.duration, shoppers=options.shoppers,
-            request_timeout=timeout, order_deadline=settings.order_deadline,
-            replicas=sorted(cluster.replica_urls), data_dir=str(cluster.data_dir),
-            log_dir=str(cluster.log_dir), redis_url=without_credentials(cluster.redis_url),
-            cache_prefix=settings.cache_prefix,
-        )  # fmt: skip
-        shoppers = [
-            Shopper(i, cluster.frontend_url, toys, history, timeout, rng.randrange(2**32), stop)
-            for i in range(options.shoppers)
-        ]
-        for shopper in shoppers:
-            shopper.start()
-        injector = Injector(cluster, history, rng)
-        schedule = Schedule(
-            rng, (options.min_hold, options.max_hold), (options.min_gap, options.max_gap)
-        )
-        end = time.monotonic() + options.duration
-        time.sleep(min(options.min_gap, options.duration))
-        while time.monotonic() < end:
-            fault = injector.plan(schedule.next_kind())
-            injector.inject(fault)
-            time.sleep(schedule.hold_time())
-            injector.heal(fault)
-            time.sleep(max(0.0, min(schedule.gap_time(), end - time.monotonic())))
-        stop.set()
-        for shopper in shoppers:
-            shopper.join(timeout + 5)
-        history.record("note", t=history.now(), message="shoppers stopped; healing")
-        injector.heal_everything()
-        settle(cluster)
-        history.close()
-        return check(options.history, cluster.data_dir, redis_url=cluster.redis_url)
-    finally:
-        stop.set()
-        history.close()
-        cluster.stop()
+    in_flight = InFlight()
+    with SmallDisks() as small_disks:
+        try:
+            deck, left_out = list(options.kinds), {}
+            if DISK_FULL in deck:
+                dirs = [replica_dir(cluster.data_dir, rid) for rid in sorted(cluster.replica_urls)]
+                reason = small_disks.mount(dirs)
+                if reason:
+                    deck.remove(DISK_FULL)
+                    left_out[DISK_FULL] = reason
+                    history.record(
+                        "note", t=history.now(), message=f"{DISK_FULL} left out: {reason}"
+                    )
+            if not deck:
+                raise ConfigError(f"no fault kind left to deal: {left_out}")
+            cluster.start()
+            toys = [
+                p["name"] for p in requests.get(f"{cluster.frontend_url}/products").json()["data"]
+            ]
+            history.record(
+                "meta", seed=seed, duration=options.duration, shoppers=options.shoppers,
+                request_timeout=timeout, order_deadline=settings.order_deadline,
+                replicas=sorted(cluster.replica_urls), data_dir=str(cluster.data_dir),
+                log_dir=str(cluster.log_dir), redis_url=without_credentials(cluster.redis_url),
+                cache_prefix=settings.cache_prefix, kinds=deck, left_out=left_out,
+            )  # fmt: skip
+            shoppers = [
+                Shopper(
+                    i,
+                    cluster.frontend_url,
+                    toys,
+                    history,
+                    timeout,
+                    rng.randrange(2**32),
+                    stop,
+                    in_flight,
+                )  # fmt: skip
+                for i in range(options.shoppers)
+            ]
+            for shopper in shoppers:
+                shopper.start()
+            injector = Injector(cluster, history, rng, in_flight)
+            schedule = Schedule(
+                rng, deck, (options.min_hold, options.max_hold), (options.min_gap, options.max_gap)
+            )
+            end = time.monotonic() + options.duration
+            time.sleep(min(options.min_gap, options.duration))
+            while time.monotonic() < end:
+                fault = injector.plan(schedule.next_kind())
+                if fault is None:
+                    continue
+                injector.inject(fault)
+                time.sleep(schedule.hold_time())
+                injector.heal(fault)
+                time.sleep(max(0.0, min(schedule.gap_time(), end - time.monotonic())))
+            stop.set()
+            for shopper in shoppers:
+                shopper.join(timeout + 5)
+            history.record("note", t=history.now(), message="shoppers stopped; healing")
+            injector.heal_everything()
+            settle(cluster, history)
+            history.close()
+            return check(options.history, cluster.data_dir, redis_url=cluster.redis_url)
+        finally:
+            stop.set()
+            history.close()
+            cluster.stop()

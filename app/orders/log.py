@@ -240,3 +240,17 @@ def read_orders(path: Path) -> list[tuple[int, str, int, str]]:
         ).fetchall()
     finally:
         db.close()
+
+
+def read_replicated_log(db: sqlite3.Connection) -> tuple[int, list[Entry]]:
+    """A replica's commit index and its whole log, from any connection to its file (a
+    read-only one too, so a checker can read a stopped replica's file).
+
+    The meta column is named, so columns added to the table do not change what this reads.
+    Raises sqlite3.Error when the file holds no replica log.
+    """
+    meta = db.execute("SELECT commit_index FROM meta").fetchone()
+    if meta is None:
+        raise sqlite3.DatabaseError("the meta table has no row")
+    rows = db.execute("SELECT idx, term, name, quantity, key FROM log ORDER BY idx")
+    return meta[0], [Entry(*row) for row in rows]

@@ -1,5 +1,6 @@
-"""A short chaos round in the suite: random faults of many kinds under eight shoppers, then the
-checker over the history, the replicas, the catalog and the cache (docs/reliability.md)."""
+"""A short chaos round in the suite: random faults of every kind (disk-full only as root)
+under eight shoppers, then the checker over the history, the replicas, the catalog and the
+cache (docs/reliability.md)."""
 
 from __future__ import annotations
 
