@@ -33,11 +33,9 @@ from app.cluster import (
 )
 from app.common.config import REPLICA_BASE_PORT, ConfigError, Settings
 from app.common.secrets import stored_secret
+from app.common.signals import raise_interrupt
 from app.eval import cli as eval_cli
-
-
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+from app.netlab import cli as netlab_cli
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -51,8 +49,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 2
     # SIGTERM (from a process manager, or `kill`) takes the same clean path as Ctrl-C. SIGINT is
     # set explicitly because a shell starts background jobs with it ignored.
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    signal.signal(signal.SIGINT, _raise_interrupt)
+    signal.signal(signal.SIGTERM, raise_interrupt)
+    signal.signal(signal.SIGINT, raise_interrupt)
     reported: set[str] = set()
     try:
         cluster.start()
@@ -176,8 +174,8 @@ def cmd_chaos(args: argparse.Namespace) -> int:
         )
         # Ctrl-C or SIGTERM must still stop the store's processes (they run in sessions of
         # their own, so nothing else would); a background job starts with SIGINT ignored.
-        signal.signal(signal.SIGTERM, _raise_interrupt)
-        signal.signal(signal.SIGINT, _raise_interrupt)
+        signal.signal(signal.SIGTERM, raise_interrupt)
+        signal.signal(signal.SIGINT, raise_interrupt)
         try:
             report = run(options)
         except (ConfigError, ClusterError) as exc:
@@ -288,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     client_cli.register(commands)
     eval_cli.register(commands)
     catalog_cli.register(commands)
+    netlab_cli.register(commands)
 
     return parser
 
