@@ -82,7 +82,10 @@ def missing_requirements() -> str | None:
 
 def run(argv: Sequence[str], stdin: str | None = None) -> str:
     """Run one iproute2 or nft command; its output, or LabError with what it said."""
-    done = subprocess.run(argv, input=stdin, capture_output=True, text=True)
+    try:
+        done = subprocess.run(argv, input=stdin, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise LabError(f"{argv[0]} not found (apt-get install nftables iproute2)") from None
     if done.returncode != 0:
         raise LabError(f"{' '.join(argv)}: {done.stderr.strip() or f'exit {done.returncode}'}")
     return done.stdout

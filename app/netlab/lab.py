@@ -181,27 +181,28 @@ class Lab:
     def stop(self) -> None:
         """Stop every service, then remove every host, link and table (even if a service
         would not die)."""
+        # A second Ctrl-C must not cut the cleanup short and leave hosts behind.
+        previous = set_stop_signals(signal.SIG_IGN)
         try:
-            self.cluster.stop()
+            try:
+                self.cluster.stop()
+            finally:
+                removed = cleanup()
+                log_event(log, "lab removed", removed=len(removed))
         finally:
-            removed = cleanup()
-            log_event(log, "lab removed", removed=len(removed))
+            restore_signals(previous)
 
     def __enter__(self) -> Lab:
+        # SIGTERM and SIGHUP, like Ctrl-C, leave the `with` block through __exit__.
         self._previous_handlers = set_stop_signals(raise_interrupt)
         try:
-            self.start()
+            self.start()  # removes what it built if it fails
         except BaseException:
-            self._finish()
+            restore_signals(self._previous_handlers)
             raise
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._finish()
-
-    def _finish(self) -> None:
-        # A second Ctrl-C must not cut the cleanup short and leave hosts behind.
-        set_stop_signals(signal.SIG_IGN)
         try:
             self.stop()
         finally:

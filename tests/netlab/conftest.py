@@ -33,7 +33,9 @@ def _install_packages() -> str:
         return ""
     _apt_get("update")  # the package lists may be missing or stale
     done = _apt_get("install", "-y", *PACKAGES)
-    return "" if done.returncode == 0 else done.stderr.strip().splitlines()[-1:][0]
+    if done.returncode == 0:
+        return ""
+    return (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
 
 
 def _namespaces_work() -> str:
