@@ -9,7 +9,7 @@ from pathlib import Path
 
 from app.client.cli import at_least_one
 from app.cluster import ClusterError
-from app.common.config import ConfigError
+from app.common.config import ConfigError, without_credentials
 from app.netlab.hosts import BRIDGE, BRIDGE_ADDRESS, LabError, cleanup
 from app.netlab.lab import CLIENT, Lab
 
@@ -24,7 +24,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         with lab:
             for name, host in lab.hosts.items():
-                where = lab.cluster.url(name) if name in lab.cluster.specs else "(no service)"
+                # The Redis URL carries the password, which is not for the terminal.
+                where = (
+                    without_credentials(lab.cluster.url(name))
+                    if name in lab.cluster.specs
+                    else "(no service)"
+                )
                 print(f"{name:<10} {host.netns:<16} {host.address:<12} {where}", flush=True)
             print(
                 f"front-end at {lab.frontend_url}, from the {CLIENT} host "

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from app.cluster import ROOT
+from app.cluster import REDIS_PASSWORD_FILE, ROOT
 from app.netlab.hosts import PREFIX, LabError, leftovers, run
 from app.netlab.lab import CLIENT, Lab
 from tests.conftest import _clean_env
@@ -115,6 +115,8 @@ def test_netlab_up_serves_then_removes_the_lab_on_sigterm(tmp_path: Path) -> Non
             if line.startswith("front-end at "):
                 break
         assert lines and lines[-1].startswith("front-end at "), "".join(lines)
+        password = (tmp_path / "data" / REDIS_PASSWORD_FILE).read_text().strip()
+        assert password not in "".join(lines)  # the secrets stay in the data directory
         url = lines[-1].split()[2].rstrip(",")
         # A person on this machine reaches the front-end through the bridge...
         assert requests.get(f"{url}/products/Tux", timeout=5).status_code == 200
