@@ -34,11 +34,9 @@ from app.cluster import (
 )
 from app.common.config import REPLICA_BASE_PORT, ConfigError, Settings
 from app.common.secrets import stored_secret
+from app.common.signals import raise_interrupt
 from app.eval import cli as eval_cli
-
-
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+from app.netlab import cli as netlab_cli
 
 
 def _interrupt_once(signum: int, frame: object) -> None:
@@ -60,8 +58,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 2
     # SIGTERM (from a process manager, or `kill`) takes the same clean path as Ctrl-C. SIGINT is
     # set explicitly because a shell starts background jobs with it ignored.
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    signal.signal(signal.SIGINT, _raise_interrupt)
+    signal.signal(signal.SIGTERM, raise_interrupt)
+    signal.signal(signal.SIGINT, raise_interrupt)
     reported: set[str] = set()
     try:
         cluster.start()
@@ -315,6 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     client_cli.register(commands)
     eval_cli.register(commands)
     catalog_cli.register(commands)
+    netlab_cli.register(commands)
 
     return parser
 

@@ -56,6 +56,11 @@ def replica_name(replica_id: int) -> str:
     return f"replica-{replica_id}"
 
 
+def replica_id(name: str) -> int:
+    """The id in a replica's service name (``replica-3`` -> 3)."""
+    return int(name.split("-", 1)[1])
+
+
 def start_tiers(replica_ids: Iterable[int]) -> Tiers:
     """The start order of a cluster with these replicas: services in one tier start
     together, and each tier needs the ones before it."""
@@ -115,6 +120,13 @@ class Ports:
             redis=redis_port,
         )
 
+    def of(self, name: str) -> int:
+        """The port of one service, by name."""
+        kind = service_kind(name)
+        if kind == "replica":
+            return self.replicas[replica_id(name)]
+        return {"redis": self.redis, "catalog": self.catalog, "frontend": self.frontend}[kind]
+
 
 @dataclass(frozen=True)
 class ServiceSpec:
@@ -125,6 +137,7 @@ class ServiceSpec:
     env: dict[str, str] = field(repr=False)  # holds the secrets
     port: int
     health_url: str  # http://.../health, or redis://... for Redis (PING)
+    netns: str | None = None  # the network namespace it runs in; None: this process's
 
 
 @dataclass
@@ -161,8 +174,73 @@ def write_redis_acl(path: Path, password: str) -> None:
         out.write(f"user default off\nuser {REDIS_USER} on #{digest} ~* &* +@all\n")
 
 
+def redis_argv(port: int, host: str, data_dir: Path) -> list[str]:
+    """The command line of the store's Redis, from the project's redis.conf, with the users
+    of ``own_redis_password`` (in ``data_dir``)."""
+    return [
+        redis_server_binary(), str(REDIS_CONF),
+        "--port", str(port),
+        "--bind", host,
+        "--dir", str(data_dir),
+        "--aclfile", str(data_dir / REDIS_ACL_FILE),
+    ]  # fmt: skip
+
+
+def own_redis_password(settings: Settings, data_dir: Path) -> str:
+    """The password of a Redis the store starts itself: REDIS_PASSWORD, else one kept in
+    ``data_dir``; the Redis's ACL file there is written from it."""
+    password = settings.redis_password or stored_secret(data_dir / REDIS_PASSWORD_FILE)
+    write_redis_acl(data_dir / REDIS_ACL_FILE, password)
+    return password
+
+
+def store_internal_token(settings: Settings, data_dir: Path) -> str:
+    """The credential every service shares: INTERNAL_TOKEN, else one kept in ``data_dir``."""
+    return settings.internal_token or stored_secret(data_dir / TOKEN_FILE)
+
+
 def service_kind(name: str) -> str:
     return "replica" if name.startswith("replica-") else name
+
+
+def store_env(
+    base: Mapping[str, str],
+    *,
+    redis_url: str,
+    redis_password: str,
+    internal_token: str,
+    catalog_url: str,
+    catalog_port: int,
+    frontend_port: int,
+    replica_urls: Mapping[int, str],
+    data_dir: Path,
+    catalog_data: str,
+) -> dict[str, str]:
+    """The environment every service of one store shares: ``base`` with where the others are
+    and where the data lives. A setting every service needs the same value of goes here."""
+    return {
+        **base,
+        "REDIS_URL": redis_url,
+        "REDIS_PASSWORD": redis_password,
+        "INTERNAL_TOKEN": internal_token,
+        "CATALOG_URL": catalog_url,
+        "CATALOG_PORT": str(catalog_port),
+        "FRONTEND_PORT": str(frontend_port),
+        "ORDER_REPLICAS": ",".join(f"{rid}={url}" for rid, url in replica_urls.items()),
+        "REPLICA_ID": "0",
+        "DATA_DIR": str(data_dir),
+        # The children run in the repository root, not in the caller's directory.
+        "CATALOG_DATA": str(Path(catalog_data).resolve()) if catalog_data else "",
+    }
+
+
+def service_env(shared: Mapping[str, str], name: str) -> dict[str, str]:
+    """One service's environment: the shared one, and for a replica its id and own directory."""
+    if service_kind(name) != "replica":
+        return dict(shared)
+    rid = replica_id(name)
+    own_dir = replica_dir(Path(shared["DATA_DIR"]), rid)
+    return {**shared, "REPLICA_ID": str(rid), "DATA_DIR": str(own_dir)}
 
 
 def _gunicorn_flags() -> list[str]:
@@ -211,8 +289,18 @@ def _connect_host(host: str) -> str:
     return "127.0.0.1" if host in ("", "0.0.0.0") else host
 
 
-def port_listening(port: int) -> bool:
-    """Whether any TCP socket on this machine listens on ``port`` (Linux; elsewhere False)."""
+def port_listening(port: int, netns: str | None = None) -> bool:
+    """Whether any TCP socket on this machine listens on ``port`` (Linux; elsewhere False).
+
+    ``netns`` asks a named network namespace instead (through iproute2's ``ss``).
+    """
+    if netns is not None:
+        shown = subprocess.run(
+            ["ss", "--net", netns, "--no-header", "--listening", "--tcp", f"sport = :{port}"],
+            capture_output=True,
+            text=True,
+        )
+        return bool(shown.stdout.strip())
     for table in (Path("/proc/net/tcp"), Path("/proc/net/tcp6")):
         try:
             lines = table.read_text().splitlines()[1:]
@@ -267,6 +355,7 @@ class Cluster:
     specs: dict[str, ServiceSpec]
     redis_url: str = field(repr=False)  # with the store's Redis credentials
     internal_token: str = field(repr=False)
+    urls: dict[str, str] = field(repr=False)  # base URL of every service it knows (redis://...)
     _running: dict[str, _Running] = field(default_factory=dict)
 
     @classmethod
@@ -315,69 +404,54 @@ class Cluster:
             chosen = tuple(name for name in chosen if name != "redis")
         else:
             redis_url = f"redis://{host}:{ports.redis}/0"
-            redis_password = redis_password or stored_secret(data_dir / REDIS_PASSWORD_FILE)
-            write_redis_acl(data_dir / REDIS_ACL_FILE, redis_password)
+            redis_password = own_redis_password(settings, data_dir)
         # Keep the canonical start order whatever order the caller listed them in.
         chosen = tuple(name for name in known if name in chosen)
 
-        internal_token = settings.internal_token or stored_secret(data_dir / TOKEN_FILE)
+        internal_token = store_internal_token(settings, data_dir)
         catalog_url = f"http://{host}:{ports.catalog}"
         replica_urls = {rid: f"http://{host}:{port}" for rid, port in ports.replicas.items()}
-        shared = {
-            **base,
-            "REDIS_URL": redis_url,
-            "REDIS_PASSWORD": redis_password,
-            "CATALOG_URL": catalog_url,
-            "CATALOG_PORT": str(ports.catalog),
-            "FRONTEND_PORT": str(ports.frontend),
-            "ORDER_REPLICAS": ",".join(f"{rid}={url}" for rid, url in replica_urls.items()),
-            "REPLICA_ID": "0",
-            "DATA_DIR": str(data_dir),
-            "INTERNAL_TOKEN": internal_token,
-            # The children run in the repository root, not in the caller's directory.
-            "CATALOG_DATA": str(Path(settings.catalog_data).resolve())
-            if settings.catalog_data
-            else "",
+        urls = {
+            "redis": with_redis_credentials(redis_url, redis_password),
+            "catalog": catalog_url,
+            **{replica_name(rid): url for rid, url in replica_urls.items()},
+            "frontend": f"http://{host}:{ports.frontend}",
         }
+        shared = store_env(
+            base,
+            redis_url=redis_url,
+            redis_password=redis_password,
+            internal_token=internal_token,
+            catalog_url=catalog_url,
+            catalog_port=ports.catalog,
+            frontend_port=ports.frontend,
+            replica_urls=replica_urls,
+            data_dir=data_dir,
+            catalog_data=settings.catalog_data,
+        )
 
         specs: dict[str, ServiceSpec] = {}
         for name in chosen:
             kind = service_kind(name)
+            env_ = service_env(shared, name)
             if kind == "redis":
-                argv = [
-                    redis_server_binary(), str(REDIS_CONF),
-                    "--port", str(ports.redis),
-                    "--bind", host,
-                    "--dir", str(data_dir),
-                    "--aclfile", str(data_dir / REDIS_ACL_FILE),
-                ]  # fmt: skip
-                url = with_redis_credentials(redis_url, redis_password)
-                specs[name] = ServiceSpec(name, argv, dict(shared), ports.redis, url)
-            elif kind == "catalog":
-                argv = gunicorn_argv(kind, settings, ports.catalog, python)
-                specs[name] = ServiceSpec(
-                    name, argv, dict(shared), ports.catalog, f"{catalog_url}/health"
-                )
-            elif kind == "replica":
-                rid = int(name.split("-", 1)[1])
-                argv = gunicorn_argv(kind, settings, ports.replicas[rid], python)
-                own_dir = str(replica_dir(data_dir, rid))
-                env_ = {**shared, "REPLICA_ID": str(rid), "DATA_DIR": own_dir}
-                specs[name] = ServiceSpec(
-                    name, argv, env_, ports.replicas[rid], f"{replica_urls[rid]}/health"
-                )
-            else:
-                argv = gunicorn_argv(kind, settings, ports.frontend, python)
-                specs[name] = ServiceSpec(
-                    name,
-                    argv,
-                    dict(shared),
-                    ports.frontend,
-                    f"http://{host}:{ports.frontend}/health",
-                )
-        redis_url = with_redis_credentials(redis_url, redis_password)
+                argv = redis_argv(ports.redis, host, data_dir)
+                specs[name] = ServiceSpec(name, argv, env_, ports.redis, urls["redis"])
+                continue
+            port = ports.of(name)
+            argv = gunicorn_argv(kind, settings, port, python)
+            specs[name] = ServiceSpec(name, argv, env_, port, f"{urls[name]}/health")
         return cls(
-            settings, ports, data_dir, log_dir, tiers, chosen, specs, redis_url, internal_token
+            settings=settings,
+            ports=ports,
+            data_dir=data_dir,
+            log_dir=log_dir,
+            tiers=tiers,
+            services=chosen,
+            specs=specs,
+            redis_url=urls["redis"],
+            internal_token=internal_token,
+            urls=urls,
         )
 
     # Where things are.
@@ -389,21 +463,19 @@ class Cluster:
 
     @property
     def frontend_url(self) -> str:
-        return f"http://{_connect_host(self.settings.host)}:{self.ports.frontend}"
+        return self.urls["frontend"]
 
     @property
     def catalog_url(self) -> str:
-        return f"http://{_connect_host(self.settings.host)}:{self.ports.catalog}"
+        return self.urls["catalog"]
 
     @property
     def replica_urls(self) -> dict[int, str]:
-        host = _connect_host(self.settings.host)
-        return {rid: f"http://{host}:{port}" for rid, port in self.ports.replicas.items()}
+        return {rid: self.urls[replica_name(rid)] for rid in self.ports.replicas}
 
     def url(self, name: str) -> str:
         """Base URL of a service (``redis://...`` for Redis)."""
-        spec = self.specs[name]
-        return spec.health_url.removesuffix("/health")
+        return self.urls[name]
 
     def log_path(self, name: str) -> Path | None:
         return None if self.log_dir is None else self.log_dir / f"{name}.log"
@@ -608,8 +680,8 @@ class Cluster:
         del self._running[name]
         # The kernel may close a dead process's listening socket a little later (deferred
         # close); wait for it, so that a caller who killed a service finds its port free.
-        port = self.specs[name].port
-        while group_members(running.proc.pid) or port_listening(port):
+        spec = self.specs[name]
+        while group_members(running.proc.pid) or port_listening(spec.port, spec.netns):
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.01)

@@ -131,7 +131,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
         return
     clusters: dict[int, Cluster] = {}
     for value in getattr(item, "funcargs", {}).values():
-        found = value.clusters if isinstance(value, ClusterFactory) else [value]
+        # A network lab's services are a Cluster too.
+        found = (
+            value.clusters
+            if isinstance(value, ClusterFactory)
+            else [getattr(value, "cluster", value)]
+        )
         for cluster in found:
             if isinstance(cluster, Cluster):
                 clusters[id(cluster)] = cluster
