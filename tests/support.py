@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -57,6 +58,15 @@ def assert_stock_adds_up(cluster: Cluster, orders: list[OrderRow]) -> None:
     for row in ledger:
         assert row["balanced"], row
         assert row["sold"] == sold[row["name"]], (row, sold[row["name"]])
+
+
+def wait_for(condition, timeout: float, what: str):
+    """Poll ``condition`` until it is truthy and return its value; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+    return value
 
 
 def new_key() -> str:

@@ -21,6 +21,7 @@ from tests.support import (
     assert_acknowledged_orders_kept,
     new_key,
     order,
+    wait_for,
 )
 
 pytestmark = pytest.mark.fault
@@ -33,13 +34,6 @@ def place(url: str, placed: list, name: str = "Tux", quantity: int = 1) -> int:
     number = reply.json()["data"]["order_number"]
     placed.append((key, number, name, quantity))
     return number
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def test_wiped_follower_rejoins_as_a_learner_and_no_acknowledged_order_is_lost(cluster_factory):

@@ -15,7 +15,7 @@ import requests
 
 from app.catalog.store import read_ledger
 from app.observe import replica_health
-from tests.support import new_key, order
+from tests.support import new_key, order, wait_for
 
 pytestmark = pytest.mark.fault
 
@@ -47,23 +47,19 @@ def tux_books(cluster) -> dict:
         db.close()
 
 
-def wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def test_undo_waits_for_the_catalog_and_happens_without_a_leader_change(cluster_factory):
+def _store_with_a_settled_order(cluster_factory):
+    """A store whose first order is settled, a session that may call its replicas, and the
+    leader's id."""
     cluster = cluster_factory(env=ENV)
     session = requests.Session()
     session.headers.update(cluster.internal_headers)  # it calls the leader directly
     assert order(session, cluster.frontend_url, "Tux", 1).status_code == 200
     wait_for(lambda: tux_books(cluster)["settled"] == 1, 5, "the first order settled")
-    leader = max(cluster.replica_urls)
+    return cluster, session, max(cluster.replica_urls)
+
+
+def test_undo_waits_for_the_catalog_and_happens_without_a_leader_change(cluster_factory):
+    cluster, session, leader = _store_with_a_settled_order(cluster_factory)
     term = replica_health(cluster)[leader]["term"]
     leader_url = cluster.replica_urls[leader]
 
@@ -116,12 +112,7 @@ def test_undo_waits_for_the_catalog_and_happens_without_a_leader_change(cluster_
 
 
 def test_pending_undo_survives_a_sigkill_of_the_replica(cluster_factory):
-    cluster = cluster_factory(env=ENV)
-    session = requests.Session()
-    session.headers.update(cluster.internal_headers)  # it calls the leader directly
-    assert order(session, cluster.frontend_url, "Tux", 1).status_code == 200
-    wait_for(lambda: tux_books(cluster)["settled"] == 1, 5, "the first order settled")
-    leader = max(cluster.replica_urls)
+    cluster, session, leader = _store_with_a_settled_order(cluster_factory)
     leader_url = cluster.replica_urls[leader]
 
     cluster.kill("catalog")
