@@ -100,7 +100,7 @@ class Shoppers:
         while not self.stop.is_set():
             key, name, quantity = new_key(), rng.choice(TOYS), rng.randint(1, 2)
             reply = order(session, self.url, name, quantity, key)
-            if reply.status_code == 200:
+            if reply.status_code == 201:
                 self.placed.append((key, reply.json()["data"]["order_number"], name, quantity))
             elif reply.status_code == 400 and "left" in reply.json()["error"]["message"]:
                 self.sold_out += 1

@@ -10,9 +10,10 @@ from app.catalog.service import CatalogService
 from app.catalog.store import StoreError
 from app.common.errors import ApiError, ok, readiness
 from app.common.validation import (
+    LOG_KEY_MAX_LENGTH,
     check_fields,
-    idempotency_key,
     json_body,
+    log_key,
     non_negative_int,
     positive_int,
     toy_name,
@@ -23,9 +24,10 @@ bp = Blueprint("catalog", __name__)
 Reply = tuple[Response, int]
 
 MAX_SETTLE_KEYS = 10_000
-# A full settle body (10,000 keys of up to 128 characters, quoted, with commas) is far above
-# MAX_BODY_BYTES, which is sized for orders; this one route gets a bound that fits it.
-SETTLE_MAX_BODY_BYTES = MAX_SETTLE_KEYS * 131 + 1024
+# A full settle body (10,000 keys of up to LOG_KEY_MAX_LENGTH characters, quoted, with commas)
+# is far above MAX_BODY_BYTES, which is sized for orders; this one route gets a bound that
+# fits it.
+SETTLE_MAX_BODY_BYTES = MAX_SETTLE_KEYS * (LOG_KEY_MAX_LENGTH + 3) + 1024
 
 
 def _service() -> CatalogService:
@@ -55,7 +57,7 @@ def purchase() -> Reply:
     service = _service()
     body = json_body(request)
     check_fields(body, {"key", "name", "quantity", "term", "attempt"})
-    key = idempotency_key(body["key"])
+    key = log_key(body["key"])
     name = _toy_name(body["name"])
     quantity = positive_int(body["quantity"], "quantity", service.settings.max_order_quantity)
     term = non_negative_int(body["term"], "term")
@@ -71,7 +73,7 @@ def purchase() -> Reply:
 def undo() -> Reply:
     body = json_body(request)
     check_fields(body, {"key", "term", "attempt"})
-    key = idempotency_key(body["key"])
+    key = log_key(body["key"])
     term = non_negative_int(body["term"], "term")
     attempt = non_negative_int(body["attempt"], "attempt")
     return ok({"key": key, "undone": _service().store.undo(key, term, attempt)})
@@ -94,7 +96,7 @@ def settle() -> Reply:
     keys = body["keys"]
     if not isinstance(keys, list) or len(keys) > MAX_SETTLE_KEYS:
         raise ApiError(400, f"The keys must be a list of at most {MAX_SETTLE_KEYS} keys.")
-    keys = [idempotency_key(key) for key in keys]
+    keys = [log_key(key) for key in keys]
     return ok({"settled": _service().store.settle(keys)})
 
 

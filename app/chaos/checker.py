@@ -30,6 +30,7 @@ from app.catalog.store import (
 )
 from app.chaos.faults import KILL_FRONTEND_WORKER, NO_CATALOG_KINDS, NO_MAJORITY_KINDS
 from app.chaos.history import read_history
+from app.common.http import succeeded
 from app.orders.log import read_replicated_log, replica_log_path
 from app.orders.replication import Entry
 
@@ -222,6 +223,7 @@ def check(history: Path, data_dir: Path, redis_url: str | None = None) -> Report
     _check_catalog(state, report)
     _check_replies(requests, windows, float(meta["request_timeout"]), report)
     _check_reads(requests, report)
+    _check_replay_marks(requests, report)
     if redis_url and state.ledger is not None:
         _check_cache(redis_url, meta["cache_prefix"], data_dir, report)
     return report
@@ -305,7 +307,7 @@ def _check_acknowledged(
     quantity and key, and a key always got the same number."""
     numbers: dict[str, int] = {}
     for record in requests:
-        if record["status"] != 200:
+        if not succeeded(record["status"]):
             continue
         if record["op"] == "order":
             key, number = record["key"], record["number"]
@@ -378,7 +380,7 @@ def _check_replies(
                 report.violate("clean replies", f"{where}: connection broke with no worker killed")
         elif error is not None:
             report.violate("clean replies", f"{where}: {error}")
-        elif status == 200 or (op == "order" and status == 400):
+        elif succeeded(status) or (op == "order" and status == 400):
             continue
         elif status == 503:
             kinds = NO_CATALOG_KINDS if op == "read" else NO_CATALOG_KINDS | NO_MAJORITY_KINDS
@@ -397,7 +399,7 @@ def _check_reads(requests: list[dict[str, Any]], report: Report) -> None:
     """No shopper reads a toy's version older than its own last completed purchase of it."""
     seen: dict[tuple[int, str], int] = {}
     for record in requests:  # each shopper's records are in its program order
-        if record["status"] != 200 or "version" not in record:
+        if not succeeded(record["status"]) or "version" not in record:
             continue
         ident = (record["shopper"], record.get("toy", ""))
         if record["op"] == "order":
@@ -408,6 +410,24 @@ def _check_reads(requests: list[dict[str, Any]], report: Report) -> None:
                 f"shopper {record['shopper']} read {record['toy']} version {record['version']} "
                 f"at {record['start']:.2f}s after buying at version {seen[ident]}",
             )
+
+
+def _check_replay_marks(requests: list[dict[str, Any]], report: Report) -> None:
+    """An order's first request under a fresh key created it: 201, never marked a replay
+    (whatever failovers the front-end went through for it); a reply marked a replay is 200."""
+    for record in requests:
+        if record["op"] != "order" or not succeeded(record["status"]):
+            continue
+        where = f"order {record['key']} at {record['start']:.2f}s"
+        first = record.get("attempt", 1) == 1 and not record.get("replay", False)
+        if first and (record["status"] != 201 or record["replayed"]):
+            report.violate(
+                "replay marks",
+                f"{where}: a fresh key's first request got {record['status']}"
+                + (" marked a replay" if record["replayed"] else ""),
+            )
+        elif record["replayed"] and record["status"] != 200:
+            report.violate("replay marks", f"{where}: marked a replay with {record['status']}")
 
 
 def _check_cache(redis_url: str, prefix: str, data_dir: Path, report: Report) -> None:

@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from app.common.http import succeeded
+
 
 class History:
     """Thread-safe writer of history records. Each line is flushed as it is written so a
@@ -59,7 +61,7 @@ _FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "shopper-crash": {"shopper": int, "error": str},
     "note": {"t": _NUMBER, "message": str},
 }  # fmt: skip
-# A request's further fields, by operation; and those of a 200 reply.
+# A request's further fields, by operation; and those of a 2xx reply.
 _OP_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "read": {"toy": str},
     "order": {"toy": str, "quantity": int, "key": str},
@@ -67,7 +69,7 @@ _OP_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
 }
 _REPLY_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     "read": {},
-    "order": {"number": (int, _NONE)},
+    "order": {"number": (int, _NONE), "replayed": bool},
     "lookup": {"reply": list},
 }
 _OPTIONAL: dict[str, type | tuple[type, ...]] = {"version": int, "error": str}
@@ -108,7 +110,7 @@ def _malformed(record: Any) -> str | None:
         if op not in _OP_FIELDS:
             return f"request with unknown op {op!r}"
         fields = {**fields, **_OP_FIELDS[op]}
-        if record.get("status") == 200:
+        if succeeded(record.get("status")):
             fields.update(_REPLY_FIELDS[op])
     for name, kind in fields.items():
         if not isinstance(record.get(name), kind):

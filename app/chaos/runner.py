@@ -22,10 +22,11 @@ from app.chaos.faults import DISK_FULL, KINDS, InFlight, Injector, Schedule
 from app.chaos.history import History
 from app.cluster import Cluster
 from app.common.config import ConfigError, without_credentials
+from app.common.http import succeeded
+from app.frontend.routes import REPLAYED_HEADER, VERSION_HEADER
 from app.observe import wait_converged, wait_undos_delivered
 from app.orders.log import replica_dir
 
-VERSION_HEADER = "X-Product-Version"
 # A client waits this long beyond the front-end's ORDER_DEADLINE before it calls a request
 # hung: the deadline bounds the retries, and one last call to a replica may still be running.
 TIMEOUT_MARGIN = 5.0
@@ -113,7 +114,7 @@ class Shopper(threading.Thread):
                     "order", "POST", "/orders", json=body, key=key, toy=toy, quantity=quantity,
                     attempt=attempt, replay=replay,
                 )  # fmt: skip
-            if record["status"] == 200:
+            if succeeded(record["status"]):
                 if not replay:
                     self.acked.append((key, toy, quantity))
                 return record["number"]
@@ -153,7 +154,7 @@ def _read_reply(reply: requests.Response, op: str, record: dict[str, Any]) -> No
     except ValueError:
         record["error"] = "not json"
         return
-    if reply.status_code != 200:
+    if not succeeded(reply.status_code):
         record["message"] = (body.get("error") or {}).get("message")
         return
     data = body.get("data") or {}
@@ -164,6 +165,7 @@ def _read_reply(reply: requests.Response, op: str, record: dict[str, Any]) -> No
         record["read_quantity"] = data.get("quantity")
     elif op == "order":
         record["number"] = data.get("order_number")
+        record["replayed"] = reply.headers.get(REPLAYED_HEADER) == "true"
     elif op == "lookup":
         record["reply"] = [data.get("number"), data.get("name"), data.get("quantity")]
 

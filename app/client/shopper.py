@@ -23,6 +23,7 @@ from urllib.parse import quote
 import requests
 
 from app.client.stats import ORDER, ORDER_CHECK, QUERY, LatencyRecorder
+from app.common.http import succeeded
 
 # The one listing request a shopper makes to learn the toys' names; not a timed request type.
 LIST = "list"
@@ -74,7 +75,7 @@ def expected_status(request_type: str, status: int) -> bool:
     The shopper only sends valid orders, so a 400 to an order can only mean the stock ran out
     between the query and the order: expected under concurrency, not an error.
     """
-    return status == 200 or (request_type == ORDER and status == 400)
+    return succeeded(status) or (request_type == ORDER and status == 400)
 
 
 class TransportError(Exception):
@@ -201,7 +202,7 @@ class Shopper:
         if reply is None:
             return
         status, body = reply
-        if status != 200:
+        if not succeeded(status):
             self.rejected += 1
             return
         data = data_of(body)

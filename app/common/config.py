@@ -167,6 +167,8 @@ class Settings:
     # The purchase saga's outbox: first delay before an undo is resent, doubling up to the max.
     undo_retry_first: float = 0.5
     undo_retry_max: float = 10.0
+    # How long an Idempotency-Key deduplicates orders after the order it placed (seconds).
+    idempotency_key_ttl: float = 24 * 3600.0
 
     # Processes.
     frontend_workers: int = 4
@@ -224,6 +226,7 @@ class Settings:
             sqlite_synchronous=synchronous,
             undo_retry_first=_float(env, "UNDO_RETRY_FIRST", cls.undo_retry_first),
             undo_retry_max=_float(env, "UNDO_RETRY_MAX", cls.undo_retry_max),
+            idempotency_key_ttl=_float(env, "IDEMPOTENCY_KEY_TTL", cls.idempotency_key_ttl),
             frontend_workers=_int(env, "FRONTEND_WORKERS", 4, minimum=1),
             frontend_threads=_int(env, "FRONTEND_THREADS", 8, minimum=1),
             service_threads=_int(env, "SERVICE_THREADS", 32, minimum=1),

@@ -44,8 +44,16 @@ def readiness(problems: list[str]) -> tuple[Response, int]:
     return ok({"ready": True})
 
 
+# Statuses that mean "not now": the reply says when to try again (whole seconds).
+_RETRY_LATER = frozenset({429, 503})
+RETRY_AFTER_SECONDS = 1
+
+
 def error_response(status: int, message: str) -> tuple[Response, int]:
-    return jsonify({"error": {"code": status, "message": message}}), status
+    response = jsonify({"error": {"code": status, "message": message}})
+    if status in _RETRY_LATER:
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response, status
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -27,6 +27,12 @@ class ServiceUnavailable(Exception):
         self.maybe_delivered = maybe_delivered
 
 
+def succeeded(status: int | None) -> bool:
+    """A 2xx (None: there was no reply): the request did what it asked (an order is 201 when
+    created, 200 replayed)."""
+    return status is not None and 200 <= status < 300
+
+
 @dataclass(frozen=True)
 class Reply:
     status: int

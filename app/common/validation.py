@@ -10,7 +10,12 @@ from flask import Request
 from app.common.errors import ApiError
 
 _ORDER_NUMBER = re.compile(r"[0-9]{1,18}")
-_KEY = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+_KEY_CHARS = r"[A-Za-z0-9._:\-]{1,128}"
+_KEY = re.compile(_KEY_CHARS)
+# A key as the order log and the catalog hold it: a client's key, or one reused after it
+# expired, marked with ~ and a log index (app/orders/keys.py).
+_LOG_KEY = re.compile(_KEY_CHARS + r"(~[0-9]{1,16})?")
+LOG_KEY_MAX_LENGTH = 128 + 1 + 16
 
 
 def json_body(request: Request) -> dict[str, Any]:
@@ -78,10 +83,18 @@ def order_number(raw: str) -> int:
 
 
 def idempotency_key(value: Any) -> str:
+    """A client's Idempotency-Key."""
     if not isinstance(value, str) or not _KEY.fullmatch(value):
         raise ApiError(
             400, "The idempotency key must be 1 to 128 letters, digits or any of . _ : -"
         )
+    return value
+
+
+def log_key(value: Any) -> str:
+    """An order's key between services: a client's key, or its reuse after expiry."""
+    if not isinstance(value, str) or not _LOG_KEY.fullmatch(value):
+        raise ApiError(400, "The key must be an idempotency key, optionally with ~ and an index.")
     return value
 
 

@@ -3,7 +3,8 @@
 The front-end picks the leader (the responsive replica with the highest id), asks it to take
 over for a fresh term when it is not leading yet, tells every replica, and re-selects when the
 leader stops answering. Each order carries one idempotency key through every retry, so a retry
-after a failover can never buy twice.
+after a failover can never buy twice. Every wait (health checks, elections, the order itself)
+is bounded by what is left of the request's deadline, so a client gets its 503 in time.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from app.common.config import Settings
@@ -28,9 +30,20 @@ DEADLINE_MESSAGE = (
 )
 # Replies a replica gives about the request itself: passed on to the client as they are.
 _CLIENT_ERRORS = (400, 404, 422)
+# "Not the leader": the replica placed nothing. Any other failure may have placed the order.
+_MISDIRECTED = 421
 _HEALTH_TIMEOUT = 0.5
 _RETRY_PAUSE = 0.05
 _ELECTION_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class Placed:
+    """A committed order as the front-end reports it."""
+
+    number: int
+    version: int | None  # the toy's catalog version after the purchase, when known
+    replayed: bool  # an earlier request with the same key placed it; this one bought nothing
 
 
 class OrderRouter:
@@ -41,6 +54,7 @@ class OrderRouter:
         self._deadline = settings.order_deadline
         self._health_timeout = min(_HEALTH_TIMEOUT, settings.http_timeout)
         self._call_timeout = settings.leader_call_timeout
+        self._election_timeout = settings.election_timeout
         self._clients = {
             rid: ServiceClient(url, settings.http_timeout, settings.require_internal_token())
             for rid, url in sorted(settings.replicas.items(), reverse=True)
@@ -62,10 +76,11 @@ class OrderRouter:
     def find_leader(self, timeout: float) -> int | None:
         """The leader's id, checked with its own health, else chosen (and if need be
         elected) within ``timeout``."""
+        deadline = time.monotonic() + timeout
         leader = self.leader
-        if leader is not None and not self._still_leads(leader[0]):
+        if leader is not None and not self._still_leads(leader[0], deadline):
             self._forget(leader[0])
-        return self._current_or_select(timeout)
+        return self._current_or_select(deadline)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -74,19 +89,22 @@ class OrderRouter:
 
     # Public operations.
 
-    def place_order(self, name: str, quantity: int, key: str) -> tuple[int, int | None]:
-        """The order number, and the toy's catalog version after the purchase when the leader
-        reports it (not for an order that was already in its log)."""
+    def place_order(self, name: str, quantity: int, key: str) -> Placed:
         body = {"name": name, "quantity": quantity, "key": key}
-        reply = self._call_leader("POST", "/orders", body)
-        number = int(reply.data["order_number"])
+        reply, retried = self._call_leader("POST", "/orders", body)
         version = reply.data.get("version")
         # Read-your-writes: the next GET of this toy must not see the cached pre-order stock.
         self._cache.invalidate(name)
-        return number, version if isinstance(version, int) else None
+        return Placed(
+            number=int(reply.data["order_number"]),
+            version=version if isinstance(version, int) else None,
+            # Found in the log after one of this request's own tries may have placed it: this
+            # request created it, not an earlier one.
+            replayed=reply.data.get("replayed") is True and not retried,
+        )
 
     def get_order(self, number: int) -> dict[str, Any]:
-        data = self._call_leader("GET", f"/orders/{number}", None).data
+        data = self._call_leader("GET", f"/orders/{number}", None)[0].data
         return {
             "number": int(data["number"]),
             "name": data["name"],
@@ -95,13 +113,17 @@ class OrderRouter:
 
     # Requests with failover.
 
-    def _call_leader(self, method: str, path: str, body: dict[str, Any] | None) -> Reply:
-        """Send to the leader until it answers for good or the deadline passes."""
+    def _call_leader(
+        self, method: str, path: str, body: dict[str, Any] | None
+    ) -> tuple[Reply, bool]:
+        """Send to the leader until it answers for good or the deadline passes. Also says
+        whether an earlier try may have been carried out (no answer, or any failure but 421)."""
         deadline = time.monotonic() + self._deadline
-        while (remaining := deadline - time.monotonic()) > 0:
-            leader_id = self._current_or_select(remaining)
+        retried = False
+        while (remaining := _left(deadline)) > 0:
+            leader_id = self._current_or_select(deadline)
             if leader_id is None:
-                time.sleep(min(_RETRY_PAUSE, max(0.0, deadline - time.monotonic())))
+                time.sleep(min(_RETRY_PAUSE, _left(deadline)))
                 continue
             client = self._clients[leader_id]
             try:
@@ -112,24 +134,26 @@ class OrderRouter:
                 log_event(
                     log, "leader unreachable", logging.WARNING, leader=leader_id, error=exc.reason
                 )
+                retried = retried or exc.maybe_delivered
                 self._forget(leader_id)
                 continue
             if reply.status == 200:
-                return reply
+                return reply, retried
             if reply.status in _CLIENT_ERRORS:
                 raise ApiError(reply.status, reply.error_message or "The order was refused.")
-            if reply.status == 421:
+            if reply.status == _MISDIRECTED:
                 self._forget(leader_id)
                 continue
             # 503 (cannot commit right now) or anything unexpected: pause, then make sure the
             # leader still leads before trying again.
-            time.sleep(min(_RETRY_PAUSE, max(0.0, deadline - time.monotonic())))
-            if not self._still_leads(leader_id):
+            retried = True
+            time.sleep(min(_RETRY_PAUSE, _left(deadline)))
+            if not self._still_leads(leader_id, deadline):
                 self._forget(leader_id)
         raise ApiError(503, DEADLINE_MESSAGE)
 
-    def _still_leads(self, leader_id: int) -> bool:
-        health = self._health(leader_id)
+    def _still_leads(self, leader_id: int, deadline: float) -> bool:
+        health = self._health(leader_id, deadline)
         return health is not None and health.get("role") == "leader"
 
     def _forget(self, leader_id: int) -> None:
@@ -140,7 +164,7 @@ class OrderRouter:
 
     # Selection: one thread selects, the others wait for its outcome.
 
-    def _current_or_select(self, timeout: float) -> int | None:
+    def _current_or_select(self, deadline: float) -> int | None:
         with self._lock:
             if self._leader is not None:
                 return self._leader[0]
@@ -149,12 +173,12 @@ class OrderRouter:
             if selector:
                 done = self._selecting = threading.Event()
         if not selector:
-            done.wait(timeout)
+            done.wait(_left(deadline))
             with self._lock:
                 return self._leader[0] if self._leader is not None else None
         chosen: tuple[int, int] | None = None
         try:
-            chosen = self._select()
+            chosen = self._select(deadline)
         finally:
             with self._lock:
                 self._leader = chosen
@@ -162,10 +186,11 @@ class OrderRouter:
             done.set()
         return chosen[0] if chosen is not None else None
 
-    def _select(self) -> tuple[int, int] | None:
+    def _select(self, deadline: float) -> tuple[int, int] | None:
         """Health-check every replica; the highest responsive one leads (elected if need be)."""
         ids = list(self._clients)
-        healths = dict(zip(ids, self._pool.map(self._health, ids), strict=True))
+        checks = self._pool.map(lambda rid: self._health(rid, deadline), ids)
+        healths = dict(zip(ids, checks, strict=True))
         terms = [_term(h) for h in healths.values() if h is not None]
         newest = max(terms, default=0)
         self._note_term(newest)
@@ -179,9 +204,9 @@ class OrderRouter:
             elif _taking_over(health) and _term(health) >= newest:
                 # Another worker's election is under way there: wait for it rather than start
                 # a competing one that would abort it.
-                chosen = self._await_ready(rid)
+                chosen = self._await_ready(rid, deadline)
             else:
-                chosen = self._elect(rid)
+                chosen = self._elect(rid, deadline)
             if chosen is not None:
                 self._announce(*chosen)
                 return chosen
@@ -191,13 +216,17 @@ class OrderRouter:
             log_event(log, "no leader available", logging.WARNING)
         return None
 
-    def _elect(self, rid: int) -> tuple[int, int] | None:
+    def _elect(self, rid: int, deadline: float) -> tuple[int, int] | None:
         for _ in range(_ELECTION_ATTEMPTS):
+            if _left(deadline) <= 0:
+                return None
             with self._lock:
                 term = self._max_term + 1
             try:
                 reply = self._clients[rid].post(
-                    "/election", json={"term": term}, timeout=self._call_timeout
+                    "/election",
+                    json={"term": term},
+                    timeout=min(self._call_timeout, _left(deadline)),
                 )
             except ServiceUnavailable:
                 return None
@@ -210,7 +239,7 @@ class OrderRouter:
             # Our term was too low (another front-end worker may just have elected it): the
             # next attempt goes above both what we tried and what the replica reports.
             self._note_term(term)
-            health = self._health(rid)
+            health = self._health(rid, deadline)
             if health is None:
                 return None
             self._note_term(_term(health))
@@ -218,17 +247,21 @@ class OrderRouter:
                 return rid, _term(health)
         return None
 
-    def _await_ready(self, rid: int) -> tuple[int, int] | None:
-        deadline = time.monotonic() + self._call_timeout
-        health = self._health(rid)
-        while time.monotonic() < deadline:
+    def _await_ready(self, rid: int, deadline: float) -> tuple[int, int] | None:
+        # A vote round takes milliseconds: a candidate still candidate after an election
+        # timeout has lost its round and waits for no one, so it is elected afresh (with the
+        # rest of the deadline). A leader getting its log onto a majority may take a commit.
+        health = self._health(rid, deadline)
+        patience = self._election_timeout if _candidate(health) else self._call_timeout
+        wait_until = min(deadline, time.monotonic() + patience)
+        while _left(wait_until) > 0:
             if health is None or not _taking_over(health):
                 break
-            time.sleep(_RETRY_PAUSE)
-            health = self._health(rid)
+            time.sleep(min(_RETRY_PAUSE, _left(wait_until)))
+            health = self._health(rid, wait_until)
         if health is not None and _leads(health):
             return rid, _term(health)
-        return self._elect(rid)
+        return self._elect(rid, deadline)
 
     def _announce(self, leader_id: int, term: int) -> None:
         """Tell every replica who leads (best effort, in the background) and log the change."""
@@ -248,9 +281,12 @@ class OrderRouter:
                 "/leader", json={"leader_id": leader_id, "term": term}, timeout=self._health_timeout
             )
 
-    def _health(self, rid: int) -> dict[str, Any] | None:
+    def _health(self, rid: int, deadline: float) -> dict[str, Any] | None:
+        timeout = min(self._health_timeout, _left(deadline))
+        if timeout <= 0:
+            return None
         try:
-            reply = self._clients[rid].get("/health", timeout=self._health_timeout)
+            reply = self._clients[rid].get("/health", timeout=timeout)
         except ServiceUnavailable:
             return None
         if reply.status != 200 or not isinstance(reply.data, dict):
@@ -262,6 +298,11 @@ class OrderRouter:
             self._max_term = max(self._max_term, term)
 
 
+def _left(deadline: float) -> float:
+    """Seconds until ``deadline`` (a time.monotonic() value), never below zero."""
+    return max(0.0, deadline - time.monotonic())
+
+
 def _term(health: dict[str, Any]) -> int:
     term = health.get("term")
     return term if isinstance(term, int) and not isinstance(term, bool) else 0
@@ -269,6 +310,10 @@ def _term(health: dict[str, Any]) -> int:
 
 def _leads(health: dict[str, Any]) -> bool:
     return health.get("role") == "leader" and health.get("ready") is True
+
+
+def _candidate(health: dict[str, Any] | None) -> bool:
+    return health is not None and health.get("role") == "candidate"
 
 
 def _taking_over(health: dict[str, Any]) -> bool:

@@ -18,6 +18,7 @@ PUBLIC_FIELDS = ("name", "price", "quantity")
 # The catalog's per-toy change counter, in a header so the public JSON stays as the spec says.
 # It lets a client (the chaos checker) order its reads after its own purchases.
 VERSION_HEADER = "X-Product-Version"
+REPLAYED_HEADER = "Idempotent-Replayed"
 READY_TIMEOUT = 1.0  # seconds /ready may spend finding a leader
 
 
@@ -64,10 +65,14 @@ def place_order():
     name, quantity = validation.order_request(
         validation.json_body(request), settings.max_name_length, settings.max_order_quantity
     )
-    number, version = frontend.orders.place_order(name, quantity, key)
-    response, status = ok({"order_number": number})
-    if version is not None:
-        response.headers[VERSION_HEADER] = str(version)
+    placed = frontend.orders.place_order(name, quantity, key)
+    # 201 for the request that created the order; a replay of its key gets 200, marked.
+    response, status = ok({"order_number": placed.number}, 200 if placed.replayed else 201)
+    response.headers["Location"] = f"/orders/{placed.number}"
+    if placed.replayed:
+        response.headers[REPLAYED_HEADER] = "true"
+    if placed.version is not None:
+        response.headers[VERSION_HEADER] = str(placed.version)
     return response, status
 
 

@@ -55,7 +55,8 @@ CREATE TABLE IF NOT EXISTS log (
     term INTEGER NOT NULL,
     name TEXT NOT NULL,
     quantity INTEGER NOT NULL,
-    key TEXT NOT NULL UNIQUE
+    key TEXT NOT NULL UNIQUE,
+    created INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS orders (
     number INTEGER PRIMARY KEY,
@@ -76,6 +77,10 @@ CREATE TABLE IF NOT EXISTS undo_outbox (
 _META_COLUMNS = (
     "current_term, voted_for, log_term, commit_index, cluster_id, incarnation, voter, vote_floor"
 )
+# The fields of replication.Entry, in its order.
+_ENTRY_COLUMNS = "idx, term, name, quantity, key, created"
+# Columns added since a log file could first be made: (name, definition).
+_ADDED_LOG_COLUMNS = (("created", "INTEGER NOT NULL DEFAULT 0"),)
 
 
 HEADROOM = 1 << 20  # bytes a failed disk must take again before the replica uses it
@@ -116,12 +121,20 @@ class SqliteLog:
         self.created = False  # this call found the directory blank and made a new identity
         self.db = self._open()
         self.db.executescript(_SCHEMA)
+        self._add_columns()
         cursor = self.db.execute(
             f"INSERT OR IGNORE INTO meta (id, {_META_COLUMNS})"
             " VALUES (1, 0, NULL, 0, ?, '', ?, 0, 0)",
             (NO_INDEX, secrets.token_hex(8)),
         )
         self.created = cursor.rowcount == 1
+
+    def _add_columns(self) -> None:
+        """Bring a log file made by an older version up to the current table."""
+        present = {row[1] for row in self.db.execute("PRAGMA table_info(log)")}
+        for name, definition in _ADDED_LOG_COLUMNS:
+            if name not in present:
+                self.db.execute(f"ALTER TABLE log ADD COLUMN {name} {definition}")
 
     def _open(self) -> sqlite3.Connection:
         db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
@@ -148,7 +161,7 @@ class SqliteLog:
     def _load(self) -> tuple[Meta, list[Entry]]:
         row = self.db.execute(f"SELECT {_META_COLUMNS} FROM meta").fetchone()
         term, voted_for, log_term, commit_index, cluster_id, incarnation, voter, floor = row
-        rows = self.db.execute("SELECT idx, term, name, quantity, key FROM log ORDER BY idx")
+        rows = self.db.execute(f"SELECT {_ENTRY_COLUMNS} FROM log ORDER BY idx")
         entries = [Entry(*row) for row in rows]
         meta = Meta(
             term, voted_for, log_term, commit_index, cluster_id, incarnation, bool(voter), floor
@@ -179,8 +192,8 @@ class SqliteLog:
             db.execute("DELETE FROM log WHERE idx > ?", (write.truncate_after,))
         if write.entries:
             db.executemany(
-                "INSERT INTO log (idx, term, name, quantity, key) VALUES (?, ?, ?, ?, ?)",
-                [(e.index, e.term, e.name, e.quantity, e.key) for e in write.entries],
+                f"INSERT INTO log ({_ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                [(e.index, e.term, e.name, e.quantity, e.key, e.created) for e in write.entries],
             )
         if write.applied_from is not None:
             db.execute(
@@ -252,5 +265,5 @@ def read_replicated_log(db: sqlite3.Connection) -> tuple[int, list[Entry]]:
     meta = db.execute("SELECT commit_index FROM meta").fetchone()
     if meta is None:
         raise sqlite3.DatabaseError("the meta table has no row")
-    rows = db.execute("SELECT idx, term, name, quantity, key FROM log ORDER BY idx")
+    rows = db.execute(f"SELECT {_ENTRY_COLUMNS} FROM log ORDER BY idx")
     return meta[0], [Entry(*row) for row in rows]

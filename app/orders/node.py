@@ -32,7 +32,7 @@ from app.common.config import ConfigError, Settings
 from app.common.errors import ApiError
 from app.common.http import ServiceUnavailable
 from app.common.logs import log_event
-from app.orders import saga
+from app.orders import keys, saga
 from app.orders.log import LOG_FILE, SqliteLog
 from app.orders.membership import Plan, Status, decide
 from app.orders.peers import Peers
@@ -223,14 +223,16 @@ class OrderNode:
 
     # Orders --------------------------------------------------------------------------
 
-    def place_order(self, name: str, quantity: int, key: str) -> tuple[int, int | None]:
-        """The order's number, and the toy's version after this order's purchase when this
-        call made (or replayed) it at the catalog; None when the order was already in the log.
-        """
-        order = Order(name, quantity, key)
+    def place_order(self, name: str, quantity: int, key: str) -> saga.Done:
+        """The committed order: its number, whether it was in the log before this call, and
+        the toy's version after its purchase when this call made (or replayed) it at the
+        catalog (None when the order was already in the log)."""
         with self._locked() as replica:
             self._require_leader(replica)
-            existing = replica.entry_for_key(key)
+            log_key, existing = keys.live_key(
+                key, replica.entry_for_key, _now_ms(), int(self.settings.idempotency_key_ttl * 1000)
+            )
+            order = Order(name, quantity, log_key)
             if existing is None and not replica.has_quorum_reachable():
                 raise ApiError(503, "Too few order replicas are reachable to commit an order.")
             if existing is not None:
@@ -246,15 +248,15 @@ class OrderNode:
             with self.lock:
                 self.sagas.end(running)
 
-    def _run(self, running: OrderSaga, commands: list[saga.Command]) -> tuple[int, int | None]:
+    def _run(self, running: OrderSaga, commands: list[saga.Command]) -> saga.Done:
         """Carry out the saga's commands until it ends."""
         while True:
             *undos, step = commands
             for undo in undos:
                 self._queue_undo(undo.attempt)
             match step:
-                case saga.Done(number, version):
-                    return number, version
+                case saga.Done() as done:
+                    return done
                 case saga.Fail(status, message):
                     raise ApiError(status, message)
                 case saga.Buy(order, attempt):
@@ -275,9 +277,8 @@ class OrderNode:
             with self._locked() as replica:
                 if replica.role != Role.LEADER or replica.term != term:
                     return saga.NotLeading()
-                return saga.Appended(
-                    replica.append_local(order.name, order.quantity, order.key).index
-                )
+                entry = replica.append_local(order.name, order.quantity, order.key, _now_ms())
+                return saga.Appended(entry.index)
         except ApiError:
             # The disk refused a write and this replica stepped aside. The entry is written
             # before the commit index moves: if it is there, it is awaited like any other.
@@ -628,6 +629,11 @@ class OrderNode:
                 except ServiceUnavailable:
                     continue
                 self.settled_upto = end
+
+
+def _now_ms() -> int:
+    """The wall clock in unix ms: the time an entry carries, by which its key expires."""
+    return time.time_ns() // 1_000_000
 
 
 def _same_order(entry: Entry, name: str, quantity: int) -> Entry:

@@ -62,6 +62,7 @@ class Entry:
     name: str
     quantity: int
     key: str
+    created: int = 0  # unix ms on the leader that appended it (0: unknown); see keys.py
 
 
 @dataclass(frozen=True)
@@ -427,9 +428,10 @@ class Replica:
 
     # Replication: leader side --------------------------------------------------------
 
-    def append_local(self, name: str, quantity: int, key: str) -> Entry:
-        """Append a new order at the leader (the caller checked role and key)."""
-        entry = Entry(self.last_index + 1, self.term, name, quantity, key)
+    def append_local(self, name: str, quantity: int, key: str, created: int = 0) -> Entry:
+        """Append a new order at the leader (the caller checked role and key); ``created``
+        is the leader's wall clock in unix ms."""
+        entry = Entry(self.last_index + 1, self.term, name, quantity, key, created)
         self._save(self.meta, entries=[entry])
         self._advance_commit()
         return entry

@@ -37,10 +37,10 @@ def place_order():
     name = validation.toy_name(body["name"], settings.max_name_length)
     quantity = validation.positive_int(body["quantity"], "quantity", settings.max_order_quantity)
     key = validation.idempotency_key(body["key"])
-    number, version = node().place_order(name, quantity, key)
-    data = {"order_number": number}
-    if version is not None:
-        data["version"] = version
+    done = node().place_order(name, quantity, key)
+    data = {"order_number": done.number, "replayed": done.replayed}
+    if done.version is not None:
+        data["version"] = done.version
     return ok(data)
 
 
@@ -102,13 +102,14 @@ def _check_entries(entries: list[Any], prev_index: int) -> None:
     for offset, entry in enumerate(entries):
         if not isinstance(entry, dict):
             raise ApiError(400, "Each entry must be an object.")
-        validation.check_fields(entry, {"index", "term", "name", "quantity", "key"})
+        validation.check_fields(entry, {"index", "term", "name", "quantity", "key"}, {"created"})
         if _index(entry["index"], "entry index") != prev_index + 1 + offset:
             raise ApiError(400, "Entry indices must follow prev_index without gaps.")
         validation.positive_int(entry["term"], "entry term", validation.PROTOCOL_LIMIT - 1)
         validation.toy_name(entry["name"], settings.max_name_length)
         validation.positive_int(entry["quantity"], "entry quantity", settings.max_order_quantity)
-        keys.add(validation.idempotency_key(entry["key"]))
+        validation.non_negative_int(entry.get("created", 0), "entry created")
+        keys.add(validation.log_key(entry["key"]))
     if len(keys) != len(entries):
         raise ApiError(400, "Two entries carry the same key.")
 

@@ -108,10 +108,13 @@ class Undo:
 
 @dataclass(frozen=True)
 class Done:
-    """The order committed: reply with its number (and the toy's version, if bought now)."""
+    """The order committed: reply with its number (and the toy's version, if bought now).
+    ``replayed``: the order was in the log before this request came (an earlier request with
+    its key placed it)."""
 
     number: int
     version: int | None
+    replayed: bool
 
 
 @dataclass(frozen=True)
@@ -271,13 +274,14 @@ class OrderSaga:
                 return [AwaitCommit(index, self.term)]
             case Committed():
                 assert self.index is not None
-                return [Done(self.index, self.version)]
+                return [Done(self.index, self.version, replayed=self.existing is not None)]
             case EntryGone():
                 return [Fail(503, NOT_PLACED)]
             case LeadershipLost():
                 # The entry may be on a follower and commit under the next leader, whose
-                # reconciliation settles or undoes the purchase.
-                return [Fail(421, LEADERSHIP_CHANGED)]
+                # reconciliation settles or undoes the purchase: the outcome is open (503),
+                # unlike a 421, which says nothing was placed.
+                return [Fail(503, LEADERSHIP_CHANGED)]
             case TimedOut():
                 assert self.index is not None
                 return [Abandon(self.index)]

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.fault
 def place(url: str, placed: list, name: str = "Tux", quantity: int = 1) -> int:
     key = new_key()
     reply = order(requests, url, name, quantity, key)
-    assert reply.status_code == 200, reply.text
+    assert reply.status_code == 201, reply.text
     number = reply.json()["data"]["order_number"]
     placed.append((key, number, name, quantity))
     return number
@@ -68,6 +68,7 @@ def test_wiped_follower_rejoins_as_a_learner_and_no_acknowledged_order_is_lost(c
     key, number, name, quantity = placed[4]
     again = order(requests, url, name, quantity, key)
     assert again.status_code == 200 and again.json()["data"]["order_number"] == number
+    assert again.headers["Idempotent-Replayed"] == "true"
 
 
 def test_leader_whose_disk_fills_steps_aside_and_serves_again_once_freed(
@@ -98,6 +99,7 @@ def test_leader_whose_disk_fills_steps_aside_and_serves_again_once_freed(
     key, number, name, quantity = placed[0]
     again = order(requests, url, name, quantity, key)
     assert again.status_code == 200 and again.json()["data"]["order_number"] == number
+    assert again.headers["Idempotent-Replayed"] == "true"
 
 
 def test_follower_whose_disk_fills_stops_acknowledging_and_catches_up(small_disks, cluster_factory):

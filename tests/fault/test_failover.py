@@ -1,8 +1,10 @@
 """Faults with SIGKILL against the real stack: leader, follower, two replicas, catalog, Redis;
-and two of five replicas, the leader among them."""
+two of five replicas, the leader among them; and frozen (SIGSTOPped) replicas against
+the order deadline."""
 
 from __future__ import annotations
 
+import signal
 import time
 
 import pytest
@@ -52,7 +54,7 @@ def test_follower_killed_catches_up_after_restart(cluster_factory):
 def test_two_replicas_down_refuses_orders_and_moves_no_stock(cluster_factory):
     cluster = cluster_factory(env={**NO_RESTOCK, "ORDER_DEADLINE": "2"}, replicas=3)
     url = cluster.frontend_url
-    assert order(requests, url, "Tux", 1).status_code == 200
+    assert order(requests, url, "Tux", 1).status_code == 201
     before = stock(url, "Tux")
     cluster.kill("replica-1")
     cluster.kill("replica-2")
@@ -64,7 +66,7 @@ def test_two_replicas_down_refuses_orders_and_moves_no_stock(cluster_factory):
     assert stock(url, "Tux") == before
     cluster.restart("replica-2")
     deadline = time.monotonic() + 10
-    while (reply := order(requests, url, "Tux", 1)).status_code != 200:
+    while (reply := order(requests, url, "Tux", 1)).status_code != 201:
         assert time.monotonic() < deadline, reply.text
     assert stock(url, "Tux") == before - 1
     cluster.restart("replica-1")
@@ -72,11 +74,36 @@ def test_two_replicas_down_refuses_orders_and_moves_no_stock(cluster_factory):
     assert_stock_adds_up(cluster, orders)
 
 
+@pytest.mark.parametrize("frozen", [("replica-3",), ("replica-1", "replica-2")])
+def test_an_order_gets_its_503_within_the_order_deadline(cluster_factory, frozen):
+    """Frozen replicas accept connections and never answer: every wait of the front-end (the
+    order, health checks, elections) must fit in what is left of ORDER_DEADLINE."""
+    deadline = 1.5
+    cluster = cluster_factory(env={**NO_RESTOCK, "ORDER_DEADLINE": str(deadline)}, replicas=3)
+    url = cluster.frontend_url
+    assert order(requests, url, "Tux", 1).status_code == 201
+    for name in frozen:
+        cluster.kill(name, signal.SIGSTOP)
+    try:
+        for _ in range(3):
+            start = time.monotonic()
+            reply = order(requests, url, "Tux", 1)
+            took = time.monotonic() - start
+            if reply.status_code == 201:  # a frozen leader was replaced in time
+                continue
+            assert reply.status_code == 503, reply.text
+            assert reply.headers["Retry-After"] == "1"
+            assert took < deadline + 0.5, f"503 after {took:.2f} s"
+    finally:
+        for name in frozen:
+            cluster.kill(name, signal.SIGCONT)
+
+
 def test_catalog_killed_keeps_committed_stock(cluster_factory):
     cluster = cluster_factory(env={**NO_RESTOCK, "ORDER_DEADLINE": "2"})
     url = cluster.frontend_url
     for _ in range(5):
-        assert order(requests, url, "Barbie", 3).status_code == 200
+        assert order(requests, url, "Barbie", 3).status_code == 201
     assert stock(url, "Barbie") == 85
     cluster.kill("catalog")
     assert order(requests, url, "Barbie", 1).status_code == 503
@@ -86,7 +113,7 @@ def test_catalog_killed_keeps_committed_stock(cluster_factory):
     ).json()["data"]
     assert direct["quantity"] == 85
     assert stock(url, "Barbie") == 85
-    assert order(requests, url, "Barbie", 1).status_code == 200
+    assert order(requests, url, "Barbie", 1).status_code == 201
     assert stock(url, "Barbie") == 84
     assert_stock_adds_up(cluster, assert_replicas_identical(cluster))
 
@@ -103,7 +130,7 @@ def test_redis_killed_store_keeps_serving_and_caching_resumes(cluster_factory):
         assert stock(url, "Python") == 100
     cluster.kill("redis")
     for expected in (98, 96):
-        assert order(requests, url, "Python", 2).status_code == 200
+        assert order(requests, url, "Python", 2).status_code == 201
         assert stock(url, "Python") == expected
     cluster.restart("redis")
     deadline = time.monotonic() + 15
@@ -111,7 +138,7 @@ def test_redis_killed_store_keeps_serving_and_caching_resumes(cluster_factory):
         assert time.monotonic() < deadline, "caching did not resume"
         assert stock(url, "Python") == 96
         time.sleep(0.2)
-    assert order(requests, url, "Python", 1).status_code == 200
+    assert order(requests, url, "Python", 1).status_code == 201
     assert stock(url, "Python") == 95
 
 

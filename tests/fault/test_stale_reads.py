@@ -18,10 +18,10 @@ pytestmark = pytest.mark.fault
 def test_a_paused_and_deposed_leader_never_answers_a_stale_lookup(cluster_factory):
     cluster = cluster_factory(env=NO_RESTOCK)
     url = cluster.frontend_url
-    assert order(requests, url, "Tux", 1).status_code == 200
+    assert order(requests, url, "Tux", 1).status_code == 201
     cluster.kill("replica-3", signal.SIGSTOP)  # the leader freezes, still "leader" inside
     deadline = time.monotonic() + 15
-    while (reply := order(requests, url, "Fox", 1, new_key())).status_code != 200:
+    while (reply := order(requests, url, "Fox", 1, new_key())).status_code != 201:
         assert time.monotonic() < deadline, reply.text
     number = reply.json()["data"]["order_number"]
     assert current_leader(cluster) == 2
@@ -39,7 +39,7 @@ def test_a_leader_cut_off_from_both_followers_steps_down_within_an_election_time
     cluster_factory,
 ):
     cluster = cluster_factory(env=NO_RESTOCK)
-    assert order(requests, cluster.frontend_url, "Tux", 1).status_code == 200
+    assert order(requests, cluster.frontend_url, "Tux", 1).status_code == 201
     cluster.kill("replica-1", signal.SIGSTOP)
     cluster.kill("replica-2", signal.SIGSTOP)
     try:
@@ -53,4 +53,4 @@ def test_a_leader_cut_off_from_both_followers_steps_down_within_an_election_time
         cluster.kill("replica-1", signal.SIGCONT)
         cluster.kill("replica-2", signal.SIGCONT)
     assert stepped_down < 1.0  # ELECTION_TIMEOUT 0.5 s, checked every 0.125 s
-    assert order(requests, cluster.frontend_url, "Tux", 1).status_code == 200
+    assert order(requests, cluster.frontend_url, "Tux", 1).status_code == 201

@@ -53,7 +53,7 @@ def _store_with_a_settled_order(cluster_factory):
     cluster = cluster_factory(env=ENV)
     session = requests.Session()
     session.headers.update(cluster.internal_headers)  # it calls the leader directly
-    assert order(session, cluster.frontend_url, "Tux", 1).status_code == 200
+    assert order(session, cluster.frontend_url, "Tux", 1).status_code == 201
     wait_for(lambda: tux_books(cluster)["settled"] == 1, 5, "the first order settled")
     return cluster, session, max(cluster.replica_urls)
 

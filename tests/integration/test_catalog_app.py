@@ -281,7 +281,7 @@ BAD_REQUESTS = {
     "settle body too large": (
         "POST",
         "/purchases/settle",
-        {"keys": ["k" * 128] * 11_000},
+        {"keys": ["k" * 128 + "~1234567890123456"] * 11_000},
         JSON,
         413,
     ),

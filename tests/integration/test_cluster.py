@@ -113,7 +113,7 @@ def test_replica_keeps_its_orders_across_sigkill(cluster_factory: ClusterFactory
         )
         if reply.status_code != 503 or time.monotonic() > deadline:
             break
-    assert reply.status_code == 200, reply.text
+    assert reply.status_code == 201, reply.text
     number = reply.json()["data"]["order_number"]
 
     # Replica 1 is a follower (the front-end picks the highest id as leader).

@@ -88,4 +88,4 @@ def test_with_the_credential_internal_routes_are_served(stack):
 def test_the_public_api_needs_no_credential(stack):
     assert requests.get(f"{stack.frontend_url}/products/Tux", timeout=5).status_code == 200
     order = requests.post(f"{stack.frontend_url}/orders", json={"name": "Fox", "quantity": 1})
-    assert order.status_code == 200
+    assert order.status_code == 201

@@ -11,7 +11,7 @@ from tests.support import JSON, assert_replicas_identical, new_key, order
 def test_leader_moved_behind_the_front_ends_back(cluster_factory):
     cluster = cluster_factory(env={"RESTOCK_INTERVAL": "3600"}, replicas=3)
     url = cluster.frontend_url
-    assert order(requests, url, "Tux", 1).status_code == 200
+    assert order(requests, url, "Tux", 1).status_code == 201
     old_term = replica_health(cluster)[3]["term"]
 
     # Someone else makes replica 2 leader for a much higher term.
@@ -33,7 +33,7 @@ def test_leader_moved_behind_the_front_ends_back(cluster_factory):
     assert direct.status_code == 421
     # ... and the front-end follows: it re-selects the highest replica for a newer term.
     for _ in range(5):
-        assert order(requests, url, "Tux", 1).status_code == 200
+        assert order(requests, url, "Tux", 1).status_code == 201
     health = replica_health(cluster)
     assert health[3]["role"] == "leader" and health[3]["term"] > old_term + 10
     orders = assert_replicas_identical(cluster)

@@ -31,8 +31,9 @@ def store(module_cluster_factory):
 def test_order_then_fetch_it_back(store):
     url = store.frontend_url
     reply = requests.post(f"{url}/orders", json={"name": "Fox", "quantity": 2})
-    assert reply.status_code == 200
+    assert reply.status_code == 201
     number = reply.json()["data"]["order_number"]
+    assert reply.headers["Location"] == f"/orders/{number}"
     assert isinstance(number, int) and number >= 0
     for path in (f"/orders/{number}", f"/orders/{number}/"):
         got = requests.get(url + path)
@@ -42,7 +43,7 @@ def test_order_then_fetch_it_back(store):
 
 def test_trailing_slash_order_route(store):
     reply = requests.post(f"{store.frontend_url}/orders/", json={"name": "Fox", "quantity": 1})
-    assert reply.status_code == 200
+    assert reply.status_code == 201
     assert isinstance(reply.json()["data"]["order_number"], int)
 
 
@@ -61,7 +62,7 @@ def test_read_your_writes_without_waiting(store):
     for _ in range(15):
         before = session.get(f"{url}/products/Frisbee").json()["data"]["quantity"]
         session.get(f"{url}/products/Frisbee")  # now certainly cached
-        assert order(session, url, "Frisbee", 2).status_code == 200
+        assert order(session, url, "Frisbee", 2).status_code == 201
         after = session.get(f"{url}/products/Frisbee").json()["data"]["quantity"]
         assert after == before - 2
 
@@ -72,15 +73,39 @@ def test_idempotency_key_buys_once(store):
     before = stock(url, "Lego")
     first = order(requests, url, "Lego", 3, key)
     second = order(requests, url, "Lego", 3, key)
-    assert first.status_code == second.status_code == 200
+    assert (first.status_code, second.status_code) == (201, 200)
     assert first.json() == second.json()
+    number = first.json()["data"]["order_number"]
+    assert first.headers["Location"] == second.headers["Location"] == f"/orders/{number}"
+    assert "Idempotent-Replayed" not in first.headers
+    assert second.headers["Idempotent-Replayed"] == "true"
     assert stock(url, "Lego") == before - 3
+
+
+def test_an_idempotency_key_expires_after_its_ttl(cluster_factory):
+    cluster = cluster_factory(env={"RESTOCK_INTERVAL": "3600", "IDEMPOTENCY_KEY_TTL": "1"})
+    url, key = cluster.frontend_url, new_key()
+    before = stock(url, "Lego")
+    first = order(requests, url, "Lego", 1, key)
+    assert order(requests, url, "Lego", 1, key).status_code == 200  # still deduplicated
+    time.sleep(1.2)
+    # Expired: the key is free again, for this order or another one.
+    second = order(requests, url, "Lego", 2, key)
+    assert (first.status_code, second.status_code) == (201, 201)
+    numbers = [reply.json()["data"]["order_number"] for reply in (first, second)]
+    assert numbers[0] != numbers[1]
+    replay = order(requests, url, "Lego", 2, key)
+    assert replay.status_code == 200 and replay.json()["data"]["order_number"] == numbers[1]
+    assert order(requests, url, "Lego", 1, key).status_code == 422  # the live order is 2 Lego
+    assert stock(url, "Lego") == before - 3
+    orders = assert_replicas_identical(cluster)
+    assert_stock_adds_up(cluster, orders)
 
 
 def test_idempotency_key_reused_for_another_order_is_refused(store):
     url = store.frontend_url
     key = new_key()
-    assert order(requests, url, "Lego", 1, key).status_code == 200
+    assert order(requests, url, "Lego", 1, key).status_code == 201
     before = stock(url, "Lego")
     reply = order(requests, url, "Lego", 2, key)
     assert reply.status_code == 422
@@ -120,11 +145,11 @@ def test_fifty_concurrent_buyers_never_oversell(store):
         session = requests.Session()
         barrier.wait()
         reply = order(session, url, "Whale", 3)
-        return reply.status_code, (3 if reply.status_code == 200 else 0)
+        return reply.status_code, (3 if reply.status_code == 201 else 0)
 
     with ThreadPoolExecutor(50) as pool:
         results = list(pool.map(buy, range(50)))
-    assert {status for status, _ in results} <= {200, 400}
+    assert {status for status, _ in results} <= {201, 400}
     bought = sum(quantity for _, quantity in results)
     assert bought == 3 * (before // 3)  # every unit that could be sold in 3s was, no more
     assert stock(url, "Whale") == before - bought >= 0
@@ -136,7 +161,7 @@ def test_invalidation_reaches_a_subscriber(store):
     pubsub.subscribe("toystore:invalidations")
     try:
         pubsub.get_message(timeout=1)  # the subscription's confirmation
-        assert order(requests, store.frontend_url, "Tux", 1).status_code == 200
+        assert order(requests, store.frontend_url, "Tux", 1).status_code == 201
         deadline = time.monotonic() + 5
         seen = []
         while time.monotonic() < deadline:
@@ -156,7 +181,7 @@ def test_an_absurd_term_leaves_ordering_working(store):
     for url in store.replica_urls.values():
         vote = {"term": 2**53 - 1, "candidate_id": 1, "commit_index": 0}
         assert requests.post(f"{url}/raft/vote", json=vote, headers=auth).status_code == 400
-    assert order(requests, store.frontend_url, "Tux", 1).status_code == 200
+    assert order(requests, store.frontend_url, "Tux", 1).status_code == 201
     terms = {h["term"] for h in replica_health(store).values()}
     assert max(terms) < 1000
 

@@ -68,7 +68,7 @@ def test_redis_cli_with_the_password_sees_an_invalidation_after_an_order(stack):
             watch.stdout.readline()
         time.sleep(0.2)
         reply = requests.post(f"{stack.frontend_url}/orders", json={"name": "Whale", "quantity": 1})
-        assert reply.status_code == 200
+        assert reply.status_code == 201
         lines = [watch.stdout.readline().strip() for _ in range(3)]
         assert lines[0] == "message" and lines[1] == channel
         assert '"product": "Whale"' in lines[2] or '"product":"Whale"' in lines[2]

@@ -37,7 +37,7 @@ def test_orders_commit_on_every_replica(cluster_factory: ClusterFactory, count: 
     for i in range(2 * count + 2):
         name, quantity, key = TOYS[i % len(TOYS)], 1 + i % 3, new_key()
         reply = order(session, url, name, quantity, key)
-        assert reply.status_code == 200, reply.text
+        assert reply.status_code == 201, reply.text
         placed[reply.json()["data"]["order_number"]] = (name, quantity, key)
     assert sorted(placed) == list(range(len(placed)))
     for number, (name, quantity, _) in placed.items():
@@ -65,7 +65,7 @@ def _wait_for_order(
         assert proc.poll() is None, f"toystore up exited with {proc.returncode}"
         try:
             reply = order(requests, url, "Tux", 1)
-            if reply.status_code == 200:
+            if reply.status_code == 201:
                 return reply
         except requests.RequestException:
             pass

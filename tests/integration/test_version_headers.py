@@ -16,7 +16,7 @@ def test_reads_and_orders_carry_the_toys_version(stack):
     assert set(before.json()["data"]) == {"name", "price", "quantity"}
     key = new_key()
     placed = order(requests, url, "Marbles", 1, key)
-    assert placed.status_code == 200
+    assert placed.status_code == 201
     assert set(placed.json()["data"]) == {"order_number"}
     bought = int(placed.headers[HEADER])
     assert bought > int(before.headers[HEADER])

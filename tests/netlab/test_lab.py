@@ -48,7 +48,7 @@ def _commit_indexes(lab: Lab) -> dict[int, int]:
 
 
 def _leader_and_follower(lab: Lab) -> tuple[str, str]:
-    assert _order(lab)[0] == 200  # a leader is chosen and serving
+    assert _order(lab)[0] == 201  # a leader is chosen and serving
     leader = current_leader(lab.cluster)
     assert leader is not None
     follower = min(rid for rid in lab.cluster.replica_urls if rid != leader)
@@ -93,7 +93,7 @@ def test_symmetric_cut_stops_the_leaders_appends_to_a_follower_until_healed(
     assert lab.can_connect("frontend", follower)  # only that one link is cut
 
     before = _commit_indexes(lab)
-    assert [_order(lab)[0] for _ in range(5)] == [200] * 5  # two of three still commit
+    assert [_order(lab)[0] for _ in range(5)] == [201] * 5  # two of three still commit
     for rid in before:
         if replica_name(rid) != follower:
             _wait_commit(lab, replica_name(rid), before[rid] + 5)
@@ -115,14 +115,14 @@ def test_one_way_cut_blocks_only_what_its_source_sends(healed: Lab) -> None:
     assert not lab.can_connect(leader, follower, REFUSED)
     assert lab.can_connect(follower, leader)
     stuck = _commit_indexes(lab)[rid]
-    assert [_order(lab)[0] for _ in range(3)] == [200] * 3
+    assert [_order(lab)[0] for _ in range(3)] == [201] * 3
     assert _commit_indexes(lab)[rid] == stuck
 
     # The other way round: the leader's appends (its own connections) reach the follower again.
     lab.links.apply(one_way(follower, leader))
     assert lab.can_connect(leader, follower)
     assert not lab.can_connect(follower, leader, REFUSED)
-    assert _order(lab)[0] == 200
+    assert _order(lab)[0] == 201
     _wait_commit(lab, follower, max(_commit_indexes(lab).values()))
 
 
@@ -164,7 +164,7 @@ def test_isolated_leader(healed: Lab) -> None:
 
     lab.links.heal()
     healed_at = time.monotonic()
-    while (status := _order(lab)[0]) != 200:
+    while (status := _order(lab)[0]) != 201:
         assert time.monotonic() - healed_at < 20, f"orders still get {status} after the heal"
     log_event(
         log,

@@ -61,9 +61,26 @@ META = {
 GOOD = [
     META,
     _request(op="read", toy="Tux", read_quantity=100, version=1, start=0.5, end=0.6),
-    _request(key="k0", toy="Tux", quantity=2, number=0, version=2),
+    _request(key="k0", toy="Tux", quantity=2, number=0, version=2, status=201, replayed=False),
     _request(op="read", toy="Tux", read_quantity=98, version=2, start=1.2, end=1.3),
-    _request(key="k1", toy="Fox", quantity=1, number=1, version=2, start=1.4, end=1.5),
+    _request(
+        key="k1",
+        toy="Fox",
+        quantity=1,
+        number=1,
+        version=2,
+        start=1.4,
+        end=1.5,
+        status=201,
+        replayed=False,
+    ),
+    # A replay of k0, and k1's second request after a 503: the first try may have placed it.
+    _request(
+        key="k0", toy="Tux", quantity=2, number=0, replay=True, replayed=True, start=1.8, end=1.9
+    ),
+    _request(
+        key="k1", toy="Fox", quantity=1, number=1, attempt=2, replayed=True, start=2.0, end=2.1
+    ),
     _request(op="lookup", number=1, reply=[1, "Fox", 1], start=1.6, end=1.7),
 ]
 
@@ -91,9 +108,46 @@ def test_consistent_run_passes(tmp_path):
 @pytest.mark.parametrize(
     ("records", "state", "check_name"),
     [
-        ([_request(key="k9", toy="Tux", quantity=1, number=2)], {}, "acknowledged orders kept"),
-        ([_request(key="k0", toy="Tux", quantity=2, number=1)], {}, "acknowledged orders kept"),
-        ([_request(key="k0", toy="Tux", quantity=2, number=1)], {}, "one order per key"),
+        (
+            [_request(key="k9", toy="Tux", quantity=1, number=2, replayed=False)],
+            {},
+            "acknowledged orders kept",
+        ),
+        (
+            [_request(key="k0", toy="Tux", quantity=2, number=1, replayed=True)],
+            {},
+            "acknowledged orders kept",
+        ),
+        (
+            [_request(key="k0", toy="Tux", quantity=2, number=1, replayed=True)],
+            {},
+            "one order per key",
+        ),
+        (
+            [_request(key="k2", toy="Tux", quantity=1, number=0, status=200, replayed=True)],
+            {},
+            "replay marks",
+        ),
+        (
+            [_request(key="k0", toy="Tux", quantity=2, number=0, replayed=False)],
+            {},
+            "replay marks",
+        ),
+        (
+            [
+                _request(
+                    key="k0",
+                    toy="Tux",
+                    quantity=2,
+                    number=0,
+                    replay=True,
+                    status=201,
+                    replayed=True,
+                )
+            ],
+            {},
+            "replay marks",
+        ),
         ([_request(op="lookup", number=0, reply=[0, "Fox", 2])], {}, "lookups match"),
         ([], {"extra_purchase": True}, "one purchase per order"),
         ([], {"extra_purchase": True}, "stock conservation"),
@@ -162,7 +216,7 @@ def test_a_gap_in_a_log_is_found(tmp_path):
     _make_state(tmp_path)
     for rid in (1, 2, 3):
         db = sqlite3.connect(replica_log_path(tmp_path, rid))
-        db.execute("INSERT INTO log VALUES (3, 1, 'Tux', 1, 'k3')")
+        db.execute("INSERT INTO log VALUES (3, 1, 'Tux', 1, 'k3', 0)")
         db.execute("UPDATE meta SET commit_index = 3")
         db.commit()
         db.close()
@@ -219,10 +273,10 @@ def test_an_unreadable_database_is_a_one_line_reason(tmp_path, damage, which):
 @pytest.mark.parametrize(
     ("line", "reason"),
     [
-        ("{not json", "history line 7: not JSON"),
-        ('{"type": "request", "op": "read"}', "history line 7: request record without a valid"),
-        ('["a", "list"]', "history line 7: not a JSON object"),
-        ('{"type": "mystery"}', "history line 7: unknown record type 'mystery'"),
+        ("{not json", "history line 9: not JSON"),
+        ('{"type": "request", "op": "read"}', "history line 9: request record without a valid"),
+        ('["a", "list"]', "history line 9: not a JSON object"),
+        ('{"type": "mystery"}', "history line 9: unknown record type 'mystery'"),
         (json.dumps(_request(op="read", toy="Tux", start="soon")), "without a valid 'start'"),
         (json.dumps(_request(op="lookup", number=1, reply=[1])), "reply is not [number, name"),
         (json.dumps(_request(op="read", toy="Tux", version="2")), "an invalid 'version'"),

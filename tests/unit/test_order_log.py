@@ -52,3 +52,29 @@ def test_the_log_refuses_to_truncate_committed_entries(tmp_path):
     with pytest.raises(SafetyViolation):
         log.write(Write(meta, truncate_after=0))
     assert log.load() == before
+
+
+def test_entries_keep_their_creation_time(tmp_path):
+    path = tmp_path / "orders.sqlite3"
+    log = SqliteLog(path)
+    meta = replace(log.load()[0], current_term=1, log_term=1, voter=True)
+    log.write(Write(meta, entries=[Entry(0, 1, "Tux", 1, "k", created=1_700_000_000_123)]))
+    log.close()
+    assert SqliteLog(path).load()[1] == [Entry(0, 1, "Tux", 1, "k", created=1_700_000_000_123)]
+
+
+def test_a_log_from_before_entries_had_a_time_is_brought_up_to_date(tmp_path):
+    path = tmp_path / "orders.sqlite3"
+    SqliteLog(path).close()
+    db = sqlite3.connect(path)
+    db.executescript(
+        "DROP TABLE log; CREATE TABLE log (idx INTEGER PRIMARY KEY, term INTEGER NOT NULL,"
+        " name TEXT NOT NULL, quantity INTEGER NOT NULL, key TEXT NOT NULL UNIQUE);"
+        " INSERT INTO log VALUES (0, 1, 'Tux', 1, 'old');"
+    )
+    db.close()
+    log = SqliteLog(path)
+    assert log.load()[1] == [Entry(0, 1, "Tux", 1, "old", created=0)]  # never expires
+    meta = replace(log.load()[0], current_term=1, log_term=1, voter=True)
+    log.write(Write(meta, entries=[Entry(1, 1, "Fox", 2, "new", created=5)]))
+    assert log.load()[1][1].created == 5

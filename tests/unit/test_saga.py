@@ -168,6 +168,7 @@ class Node:
             self.book.end(run.saga)
             if isinstance(step, saga.Done):
                 self.sim.acked[run.saga.order.key] = step.number
+                self.sim.replayed[run.saga.order.key] = step.replayed
             self.running = [r for r in self.running if r is not run]
             return None
         run.command = step
@@ -262,6 +263,7 @@ class Sim:
         self.replicated = -1  # the followers hold the newest leader's log up to here
         self.term = 0
         self.acked: dict[str, int] = {}
+        self.replayed: dict[str, bool] = {}
         self.orders: dict[str, Order] = {}
         self.next_key = 0
 
@@ -437,6 +439,7 @@ def test_an_order_buys_appends_commits_and_settles(sim):
     sim.replicate()
     sim.run(run, 3)
     assert sim.acked == {"k0": 0}
+    assert sim.replayed == {"k0": False}
     sim.nodes[3].settle()
     assert sim.catalog.active()["k0"][2] is True  # settled
     sim.assert_nothing_held()
@@ -462,6 +465,7 @@ def test_an_order_already_in_the_log_is_awaited_not_bought_again(sim):
     sim.replicate()
     sim.run(again, 3)
     assert sim.acked == {order.key: 0}
+    assert sim.replayed == {order.key: True}  # the reply says so (Idempotent-Replayed)
     assert sim.catalog.stock()[order.name] == 100 - order.quantity
 
 
