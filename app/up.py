@@ -9,6 +9,7 @@ service behind.
 
 from __future__ import annotations
 
+import errno
 import logging
 import signal
 import socket
@@ -55,38 +56,43 @@ def port_setting(name: str) -> str:
     return "ORDER_REPLICAS" if service_kind(name) == "replica" else PORT_SETTINGS[name]
 
 
-def port_taken(host: str, port: int) -> bool:
-    """Whether a server could not listen on ``host:port`` now (someone else holds it)."""
+def bind_error(host: str, port: int) -> OSError | None:
+    """Why a server could not listen on ``host:port`` now; None if it could."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         # As Gunicorn and Redis do: a port left in TIME_WAIT is free to them, and so to us.
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
-        except OSError:
-            return True
-    return False
+        except OSError as exc:
+            return exc
+    return None
 
 
 def port_problems(cluster: Cluster) -> list[str]:
-    """One sentence per port the cluster needs that it cannot have: given to two services, or
-    held by another process."""
+    """One sentence per port the cluster needs that it cannot have: given to two services,
+    held by another process, or not to be had on HOST at all."""
     problems = []
     owners: dict[int, str] = {}
+    host = cluster.settings.host
     for name in cluster.services:
         port = cluster.specs[name].port
+        given = f"{port_setting(name)} gives it to {name}"
         if port in owners:
             first = owners[port]
             problems.append(
                 f"port {port} is given to both {first} ({port_setting(first)}) "
                 f"and {name} ({port_setting(name)})"
             )
-        elif port_taken(cluster.settings.host, port):
-            problems.append(
-                f"port {port} is in use by another process ({port_setting(name)} gives it "
-                f"to {name})"
-            )
-        owners.setdefault(port, name)
+            continue
+        owners[port] = name
+        error = bind_error(host, port)
+        if error is None:
+            continue
+        if error.errno == errno.EADDRINUSE:
+            problems.append(f"port {port} is in use by another process ({given})")
+        else:
+            problems.append(f"cannot listen on {host} port {port} ({given}): {error.strerror}")
     return problems
 
 

@@ -9,9 +9,10 @@ from app.cluster import Cluster, free_ports
 from app.up import port_problems
 
 
-def plan(tmp_path: Path, **ports: int) -> Cluster:
+def plan(tmp_path: Path, host: str = "127.0.0.1", **ports: int) -> Cluster:
     frontend, catalog, redis_port, replica = free_ports(4)
     env = {
+        "HOST": host,
         "FRONTEND_PORT": str(ports.get("frontend", frontend)),
         "CATALOG_PORT": str(ports.get("catalog", catalog)),
         "REDIS_PORT": str(redis_port),
@@ -37,3 +38,10 @@ def test_a_port_given_to_two_services_is_refused(tmp_path: Path) -> None:
     assert port_problems(plan(tmp_path, catalog=port, frontend=port)) == [
         f"port {port} is given to both catalog (CATALOG_PORT) and frontend (FRONTEND_PORT)"
     ]
+
+
+def test_a_host_the_machine_does_not_have_is_named(tmp_path: Path) -> None:
+    cluster = plan(tmp_path, host="192.0.2.1")  # TEST-NET-1: no machine has it
+    problems = port_problems(cluster)
+    assert len(problems) == len(cluster.services)
+    assert problems[0].startswith("cannot listen on 192.0.2.1 port "), problems
