@@ -136,7 +136,6 @@ def supervise(cluster: Cluster, supervisor: Supervisor) -> NoReturn:
     log_event(log, "store started", services=list(cluster.services))
     while True:
         for name, returncode in cluster.exited().items():
-            cluster.kill(name)  # what is left of it (Gunicorn's workers), and its port
             restart = supervisor.crashed(name, time.monotonic())
             log_event(
                 log,
@@ -147,6 +146,7 @@ def supervise(cluster: Cluster, supervisor: Supervisor) -> NoReturn:
                 restart_in=restart.delay,
                 crashes=restart.crashes,
             )
+            _sweep(cluster, name)
         for name in supervisor.due(time.monotonic()):
             _restart(cluster, supervisor, name)
         time.sleep(POLL_INTERVAL)
@@ -156,7 +156,7 @@ def _restart(cluster: Cluster, supervisor: Supervisor, name: str) -> None:
     try:
         cluster.start_one(name, RESTART_TIMEOUT)
     except ClusterError as exc:
-        cluster.kill(name)  # whatever the failed start left running
+        _sweep(cluster, name)
         restart = supervisor.crashed(name, time.monotonic())
         log_event(
             log,
@@ -170,3 +170,18 @@ def _restart(cluster: Cluster, supervisor: Supervisor, name: str) -> None:
         return
     supervisor.started(name, time.monotonic())
     log_event(log, "service restarted", child=name, pid=cluster.pid(name))
+
+
+def _sweep(cluster: Cluster, name: str) -> None:
+    """Kill what is left of a service (Gunicorn's workers) and wait until its port is free.
+    Something that outlives that is logged, not fatal: the restart meets it and backs off."""
+    try:
+        cluster.kill(name)
+    except ClusterError as exc:
+        log_event(
+            log,
+            "service left processes or its port behind",
+            logging.WARNING,
+            child=name,
+            error=str(exc),
+        )
