@@ -15,7 +15,7 @@ import signal
 import socket
 import sys
 import time
-from typing import NoReturn, TextIO
+from typing import NoReturn
 
 from app.cluster import Cluster, ClusterError, service_kind
 from app.common.config import without_credentials
@@ -27,7 +27,7 @@ from app.supervisor import Supervisor, exit_fields
 EXIT_STOPPED = 0  # stopped by SIGINT, SIGTERM or SIGHUP
 EXIT_FAILED = 1  # a service did not start, or would not stop
 EXIT_BAD_SETTINGS = 2  # nothing was started
-EXIT_PORT_BUSY = 3  # nothing was started
+EXIT_PORT_BUSY = 3  # a port is taken or cannot be had; nothing was started
 
 POLL_INTERVAL = 0.1  # seconds between two looks at the services
 RESTART_TIMEOUT = 30.0  # seconds a restarted service has to answer its health check
@@ -96,7 +96,7 @@ def port_problems(cluster: Cluster) -> list[str]:
     return problems
 
 
-def run(cluster: Cluster, out: TextIO = sys.stdout) -> int:
+def run(cluster: Cluster) -> int:
     """Start the cluster and supervise it until a stop signal; return the exit code."""
     problems = port_problems(cluster)
     if problems:
@@ -108,8 +108,8 @@ def run(cluster: Cluster, out: TextIO = sys.stdout) -> int:
     try:
         cluster.start()
         for name in cluster.services:
-            print(f"{name:<10} {without_credentials(cluster.url(name))}", file=out, flush=True)
-        print(f"data in {cluster.data_dir}; Ctrl-C stops the store", file=out, flush=True)
+            print(f"{name:<10} {without_credentials(cluster.url(name))}", flush=True)
+        print(f"data in {cluster.data_dir}; Ctrl-C stops the store", flush=True)
         supervise(cluster, Supervisor(cluster.services))
     except StopRequested as stop:
         log_event(log, "stopping", signal=signal.Signals(stop.signum).name)
@@ -118,14 +118,20 @@ def run(cluster: Cluster, out: TextIO = sys.stdout) -> int:
         code = EXIT_FAILED
     finally:
         set_stop_signals(signal.SIG_IGN)
+        if not _stop_all(cluster):
+            code = EXIT_FAILED
+        restore_signals(previous)
+    log_event(log, "stopped", exit_code=code)
+    return code
+
+
+def _stop_all(cluster: Cluster) -> bool:
     try:
         cluster.stop()
     except ClusterError as exc:
         log_event(log, "stop failed", logging.ERROR, error=str(exc))
-        code = EXIT_FAILED
-    restore_signals(previous)
-    log_event(log, "stopped", exit_code=code)
-    return code
+        return False
+    return True
 
 
 def supervise(cluster: Cluster, supervisor: Supervisor) -> NoReturn:
