@@ -26,8 +26,6 @@ from app.cluster import ROOT, free_ports, group_members, port_listening
 from tests.conftest import _clean_env
 from tests.support import new_key, order, wait_for
 
-pytestmark = pytest.mark.fault
-
 # One replica and one front-end worker: a small store starts in about a second.
 LEAN = {"FRONTEND_WORKERS": "1", "SERVICE_THREADS": "4", "RESTOCK_INTERVAL": "3600"}
 CATALOG_APP = "app.catalog:create_app()"
@@ -125,6 +123,7 @@ def catalog_pid(up: Up) -> int | None:
     return next((pid for pid, argv in up.services().items() if CATALOG_APP in argv), None)
 
 
+@pytest.mark.fault
 def test_a_sigkilled_service_is_restarted_and_sigterm_stops_everything(store: Up) -> None:
     session = requests.Session()
     assert order(session, store.frontend, "Tux", 1, new_key()).status_code == 200
@@ -168,6 +167,7 @@ def test_sighup_stops_everything(store: Up) -> None:
     assert {"event": "stopping", "signal": "SIGHUP"}.items() <= store.events()[-2].items()
 
 
+@pytest.mark.fault
 def test_a_sigkilled_supervisor_leaves_no_service_behind(store: Up) -> None:
     groups = all_processes(store)
     assert len(groups) == 4, store.services()  # redis, catalog, replica-1, front-end
