@@ -10,13 +10,13 @@ import argparse
 import os
 import signal
 import sys
-import time
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 
 import requests
 
+from app import up
 from app.bench import run as bench
 from app.catalog import cli as catalog_cli
 from app.chaos.faults import KINDS
@@ -33,8 +33,8 @@ from app.cluster import (
     write_redis_acl,
 )
 from app.common.config import REPLICA_BASE_PORT, ConfigError, Settings
+from app.common.logs import setup_logging
 from app.common.secrets import stored_secret
-from app.common.signals import raise_interrupt
 from app.eval import cli as eval_cli
 from app.netlab import cli as netlab_cli
 
@@ -47,44 +47,34 @@ def _interrupt_once(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def bad_settings(exc: ConfigError) -> int:
+    """Name every bad setting (several: one a line); the exit code for bad settings."""
+    if len(exc.problems) == 1:
+        print(f"toystore: {exc.problems[0]}", file=sys.stderr)
+    else:
+        print(f"toystore: {len(exc.problems)} bad settings:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+    return up.EXIT_BAD_SETTINGS
+
+
 def cmd_up(args: argparse.Namespace) -> int:
-    """Run the whole store in the foreground until Ctrl-C or SIGTERM."""
+    """Run the whole store in the foreground, restarting crashed services, until SIGINT
+    (Ctrl-C), SIGTERM or SIGHUP."""
     try:
         cluster = Cluster.create(
-            data_dir=args.data_dir, log_dir=args.log_dir, replicas=args.replicas
+            data_dir=args.data_dir,
+            log_dir=args.log_dir,
+            replicas=args.replicas,
+            die_with_parent=True,
         )
-    except (ConfigError, ClusterError) as exc:
-        print(f"toystore: {exc}", file=sys.stderr)
-        return 2
-    # SIGTERM (from a process manager, or `kill`) takes the same clean path as Ctrl-C. SIGINT is
-    # set explicitly because a shell starts background jobs with it ignored.
-    signal.signal(signal.SIGTERM, raise_interrupt)
-    signal.signal(signal.SIGINT, raise_interrupt)
-    reported: set[str] = set()
-    try:
-        cluster.start()
-        for name in cluster.services:
-            print(f"{name:<10} {cluster.url(name)}", flush=True)
-        print(f"data in {cluster.data_dir}; Ctrl-C stops the store", flush=True)
-        while True:
-            time.sleep(1)
-            # Keep serving with what is left (a crashed replica is survivable), but say so.
-            for name, code in cluster.exited().items():
-                if name not in reported:
-                    reported.add(name)
-                    print(f"{name} exited with code {code}", file=sys.stderr, flush=True)
-    except KeyboardInterrupt:
-        pass
+    except ConfigError as exc:
+        return bad_settings(exc)
     except ClusterError as exc:
         print(f"toystore: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        # A second Ctrl-C must not interrupt the shutdown and leave services behind.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        print("stopping", file=sys.stderr, flush=True)
-        cluster.stop()
-    return 0
+        return up.EXIT_BAD_SETTINGS
+    setup_logging("supervisor", cluster.settings.log_level)
+    return up.run(cluster)
 
 
 def service_port(kind: str, settings: Settings) -> int:
@@ -116,8 +106,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         settings.require_internal_token()
         argv = serve_argv(args.service, settings)
     except ConfigError as exc:
-        print(f"toystore: {exc}", file=sys.stderr)
-        return 2
+        return bad_settings(exc)
     os.execv(argv[0], argv)
 
 
@@ -127,8 +116,7 @@ def cmd_health(args: argparse.Namespace) -> int:
         settings = Settings.from_env()
         port = service_port(args.service, settings)
     except ConfigError as exc:
-        print(f"toystore: {exc}", file=sys.stderr)
-        return 2
+        return bad_settings(exc)
     url = f"http://{_connect_host(settings.host)}:{port}/health"
     try:
         healthy = requests.get(url, timeout=args.timeout).status_code == 200

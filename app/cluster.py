@@ -13,11 +13,15 @@ The replicas are those of ``ORDER_REPLICAS`` (``Settings.replicas``), however ma
 
 Every service runs in its own session (process group), so a signal sent to the group reaches
 Gunicorn's master and its workers alike: a killed service leaves no worker holding its port.
+A session of its own also means a service outlives the process that started it, unless that
+one asks otherwise: ``Cluster.create(die_with_parent=True)`` (Linux) has the kernel send every
+service SIGTERM when its parent dies, however it dies.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import importlib.util
 import os
@@ -27,7 +31,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -46,6 +50,9 @@ REDIS_CONF = ROOT / "redis" / "redis.conf"
 TOKEN_FILE = "internal-token"
 REDIS_PASSWORD_FILE = "redis-password"
 REDIS_ACL_FILE = "redis-users.acl"  # written at every start from the password (0600)
+
+# prctl(2)'s option that names the signal a process gets when its parent dies (linux/prctl.h).
+PR_SET_PDEATHSIG = 1
 
 APP_MODULES = {"catalog": "app.catalog", "replica": "app.orders", "frontend": "app.frontend"}
 
@@ -285,6 +292,24 @@ def gunicorn_argv(
     ]  # fmt: skip
 
 
+def _parent_death_hook() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has the kernel SIGTERM the child when the thread starting it
+    exits, however it ends (SIGKILL too); None where prctl(2) is missing (not Linux)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def arm() -> None:
+        if prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+        # A parent that died before the prctl took effect will never signal: stop at once.
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return arm
+
+
 def _connect_host(host: str) -> str:
     return "127.0.0.1" if host in ("", "0.0.0.0") else host
 
@@ -356,6 +381,7 @@ class Cluster:
     redis_url: str = field(repr=False)  # with the store's Redis credentials
     internal_token: str = field(repr=False)
     urls: dict[str, str] = field(repr=False)  # base URL of every service it knows (redis://...)
+    die_with_parent: bool = False  # the kernel stops every service when this process dies
     _running: dict[str, _Running] = field(default_factory=dict)
 
     @classmethod
@@ -370,6 +396,7 @@ class Cluster:
         overrides: Mapping[str, str] | None = None,
         replicas: int | None = None,
         python: str = sys.executable,
+        die_with_parent: bool = False,
     ) -> Cluster:
         """Plan a cluster; nothing runs until ``start``.
 
@@ -379,7 +406,9 @@ class Cluster:
         ids 1..n on this machine. ``log_dir`` gives each service ``<log_dir>/<name>.log``;
         without it the children write to this process's stderr. ``free_ports`` picks unused
         ports instead of the configured ones. ``services`` chooses a subset (default: all);
-        Redis is left out when ``REDIS_URL`` names an existing one.
+        Redis is left out when ``REDIS_URL`` names an existing one. ``die_with_parent`` has
+        the kernel SIGTERM every service when the thread that started it exits, even if this
+        process is SIGKILLed (Linux only; elsewhere the services outlive it).
         """
         base = dict(os.environ if env is None else env)
         base.update(overrides or {})
@@ -452,6 +481,7 @@ class Cluster:
             redis_url=urls["redis"],
             internal_token=internal_token,
             urls=urls,
+            die_with_parent=die_with_parent,
         )
 
     # Where things are.
@@ -654,6 +684,7 @@ class Cluster:
                 stdout=log if log is not None else sys.stderr,
                 stderr=subprocess.STDOUT if log is not None else None,
                 start_new_session=True,
+                preexec_fn=_parent_death_hook() if self.die_with_parent else None,
             )
         except OSError as exc:
             if log is not None:

@@ -7,16 +7,42 @@ else reads ``os.environ``. Defaults run the whole store on one machine.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote
+from typing import TypeVar
+from urllib.parse import quote, urlsplit
 
 DEFAULT_REPLICA_COUNT = 3
 REPLICA_BASE_PORT = 8100  # on one machine, replica i listens on REPLICA_BASE_PORT + i
+MAX_PORT = 65535
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+T = TypeVar("T")
 
 
 class ConfigError(ValueError):
-    """A setting has a value the store cannot run with."""
+    """Settings the store cannot run with: every problem found, one sentence each."""
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class _Env:
+    """The environment being read and every problem found in it so far. A bad setting reads
+    as its default and reading goes on, so that ``Settings.from_env`` reports them all."""
+
+    def __init__(self, values: Mapping[str, str]) -> None:
+        self.values = values
+        self.problems: list[str] = []
+
+    def raw(self, name: str) -> str:
+        return self.values.get(name, "").strip()
+
+    def refuse(self, problem: str, default: T) -> T:
+        self.problems.append(problem)
+        return default
 
 
 def local_replicas(count: int) -> str:
@@ -30,58 +56,74 @@ def local_replicas(count: int) -> str:
 DEFAULT_REPLICAS = local_replicas(DEFAULT_REPLICA_COUNT)
 
 
-def _str(env: dict[str, str], name: str, default: str) -> str:
-    value = env.get(name, "").strip()
-    return value or default
+def _str(env: _Env, name: str, default: str) -> str:
+    return env.raw(name) or default
 
 
-def _int(env: dict[str, str], name: str, default: int, minimum: int = 0) -> int:
-    raw = env.get(name, "").strip()
+def _int(env: _Env, name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
+    raw = env.raw(name)
     if not raw:
         return default
     try:
         value = int(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+        return env.refuse(f"{name} must be an integer, got {raw!r}", default)
     if value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+        return env.refuse(f"{name} must be at least {minimum}, got {value}", default)
+    if maximum is not None and value > maximum:
+        return env.refuse(f"{name} must be at most {maximum}, got {value}", default)
     return value
 
 
-def _float(env: dict[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "").strip()
+def _port(env: _Env, name: str, default: int) -> int:
+    return _int(env, name, default, minimum=1, maximum=MAX_PORT)
+
+
+def _float(env: _Env, name: str, default: float) -> float:
+    raw = env.raw(name)
     if not raw:
         return default
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+        return env.refuse(f"{name} must be a number, got {raw!r}", default)
     if value <= 0:
-        raise ConfigError(f"{name} must be positive, got {value}")
+        return env.refuse(f"{name} must be positive, got {value}", default)
     return value
 
 
-def _bool(env: dict[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name, "").strip().lower()
+def _bool(env: _Env, name: str, default: bool) -> bool:
+    raw = env.raw(name).lower()
     if not raw:
         return default
     if raw in ("1", "true", "yes", "on"):
         return True
     if raw in ("0", "false", "no", "off"):
         return False
-    raise ConfigError(f"{name} must be 0 or 1, got {raw!r}")
+    return env.refuse(f"{name} must be 0 or 1, got {raw!r}", default)
 
 
-def _secret(env: dict[str, str], name: str) -> str:
+def _choice(env: _Env, name: str, default: str, choices: tuple[str, ...]) -> str:
+    """One of ``choices``, matched in any case and returned as written there."""
+    raw = env.raw(name)
+    if not raw:
+        return default
+    for choice in choices:
+        if raw.lower() == choice.lower():
+            return choice
+    return env.refuse(f"{name} must be one of {', '.join(choices)}, got {raw!r}", default)
+
+
+def _secret(env: _Env, name: str) -> str:
     """``NAME`` itself, else the contents of the file ``NAME_FILE`` names (a mounted secret)."""
-    value = env.get(name, "").strip()
-    path = env.get(f"{name}_FILE", "").strip()
+    value = env.raw(name)
+    path = env.raw(f"{name}_FILE")
     if value or not path:
         return value
     try:
         return Path(path).read_text(encoding="utf-8").strip()
     except OSError as exc:
-        raise ConfigError(f"{name}_FILE {path!r} cannot be read: {exc.strerror}") from None
+        return env.refuse(f"{name}_FILE {path!r} cannot be read: {exc.strerror}", "")
 
 
 REDIS_USER = "toystore"  # the Redis ACL user of the store (the default user is off)
@@ -103,6 +145,13 @@ def without_credentials(url: str) -> str:
     return f"{scheme}{sep}{host.rpartition('@')[2]}{slash}{path}" if sep else url
 
 
+def _has_port(url: str) -> bool:
+    try:
+        return bool(urlsplit(url.strip()).port)
+    except ValueError:  # out of range, or not a number
+        return False
+
+
 def parse_replicas(spec: str) -> dict[int, str]:
     """Parse ``"1=http://host:8101,2=http://host:8102"`` into ``{1: url, 2: url}``.
 
@@ -118,6 +167,10 @@ def parse_replicas(spec: str) -> dict[int, str]:
         if not sep or not rid.strip().isdigit() or not url.strip():
             raise ConfigError(f"ORDER_REPLICAS entry {item!r} is not of the form ID=URL")
         replica_id = int(rid)
+        if not _has_port(url):
+            raise ConfigError(
+                f"ORDER_REPLICAS entry {item!r} needs a URL with a port from 1 to {MAX_PORT}"
+            )
         if replica_id < 1:
             raise ConfigError(f"ORDER_REPLICAS ids must be positive, got {item!r}")
         if replica_id in replicas:
@@ -188,25 +241,24 @@ class Settings:
     redis_password: str = field(default="", repr=False)
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
-        env = dict(os.environ if env is None else env)
-        host = _str(env, "HOST", "127.0.0.1")
-        catalog_port = _int(env, "CATALOG_PORT", 8001, minimum=1)
-        quorum = _str(env, "ORDER_WRITE_QUORUM", "majority").lower()
-        if quorum not in ("majority", "1"):
-            raise ConfigError(f"ORDER_WRITE_QUORUM must be 'majority' or '1', got {quorum!r}")
-        synchronous = _str(env, "SQLITE_SYNCHRONOUS", "FULL").upper()
-        if synchronous not in ("FULL", "NORMAL", "OFF"):
-            raise ConfigError(f"SQLITE_SYNCHRONOUS must be FULL, NORMAL or OFF, got {synchronous}")
-        return cls(
-            host=host,
-            frontend_port=_int(env, "FRONTEND_PORT", 8000, minimum=1),
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """The settings of ``environ`` (default: this process's environment); raises
+        ConfigError naming every bad one."""
+        env = _Env(dict(os.environ if environ is None else environ))
+        catalog_port = _port(env, "CATALOG_PORT", 8001)
+        try:
+            replicas = parse_replicas(_str(env, "ORDER_REPLICAS", DEFAULT_REPLICAS))
+        except ConfigError as exc:
+            replicas = env.refuse(str(exc), {})
+        settings = cls(
+            host=_str(env, "HOST", "127.0.0.1"),
+            frontend_port=_port(env, "FRONTEND_PORT", 8000),
             catalog_port=catalog_port,
             catalog_url=_str(env, "CATALOG_URL", f"http://127.0.0.1:{catalog_port}").rstrip("/"),
-            replicas=parse_replicas(_str(env, "ORDER_REPLICAS", DEFAULT_REPLICAS)),
+            replicas=replicas,
             replica_id=_int(env, "REPLICA_ID", 0),
             redis_url=_str(env, "REDIS_URL", ""),
-            redis_port=_int(env, "REDIS_PORT", 8379, minimum=1),
+            redis_port=_port(env, "REDIS_PORT", 8379),
             cache_enabled=_bool(env, "CACHE_ENABLED", True),
             cache_prefix=_str(env, "CACHE_PREFIX", "toystore"),
             invalidation_channel=_str(env, "INVALIDATION_CHANNEL", "toystore:invalidations"),
@@ -218,12 +270,14 @@ class Settings:
             restock_amount=_int(env, "RESTOCK_AMOUNT", 100, minimum=1),
             http_timeout=_float(env, "HTTP_TIMEOUT", 2.0),
             order_deadline=_float(env, "ORDER_DEADLINE", 8.0),
-            write_quorum=quorum,
+            write_quorum=_choice(env, "ORDER_WRITE_QUORUM", "majority", ("majority", "1")),
             heartbeat_interval=_float(env, "HEARTBEAT_INTERVAL", 0.05),
             election_timeout=_float(env, "ELECTION_TIMEOUT", 0.5),
             commit_timeout=_float(env, "COMMIT_TIMEOUT", 2.0),
             replication_batch=_int(env, "REPLICATION_BATCH", 512, minimum=1),
-            sqlite_synchronous=synchronous,
+            sqlite_synchronous=_choice(
+                env, "SQLITE_SYNCHRONOUS", "FULL", ("FULL", "NORMAL", "OFF")
+            ),
             undo_retry_first=_float(env, "UNDO_RETRY_FIRST", cls.undo_retry_first),
             undo_retry_max=_float(env, "UNDO_RETRY_MAX", cls.undo_retry_max),
             idempotency_key_ttl=_float(env, "IDEMPOTENCY_KEY_TTL", cls.idempotency_key_ttl),
@@ -233,10 +287,13 @@ class Settings:
             max_name_length=_int(env, "MAX_NAME_LENGTH", 64, minimum=1),
             max_order_quantity=_int(env, "MAX_ORDER_QUANTITY", 1000, minimum=1),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", 4096, minimum=256),
-            log_level=_str(env, "LOG_LEVEL", "INFO").upper(),
+            log_level=_choice(env, "LOG_LEVEL", "INFO", LOG_LEVELS),
             internal_token=_secret(env, "INTERNAL_TOKEN"),
             redis_password=_secret(env, "REDIS_PASSWORD"),
         )
+        if env.problems:
+            raise ConfigError(*env.problems)
+        return settings
 
     def require_internal_token(self) -> str:
         """The internal credential; a service cannot run without it."""

@@ -1,4 +1,4 @@
-"""ORDER_REPLICAS: any number of replicas, with positive and unique ids."""
+"""Settings: ORDER_REPLICAS with any number of replicas, and every bad setting refused at once."""
 
 from __future__ import annotations
 
@@ -53,3 +53,46 @@ def test_bad_order_replicas_are_refused(spec: str, problem: str) -> None:
 def test_local_replicas_needs_one() -> None:
     with pytest.raises(ConfigError):
         local_replicas(0)
+
+
+def test_every_bad_setting_is_named_at_once() -> None:
+    bad = {
+        "LOG_LEVEL": "bogus",
+        "CATALOG_PORT": "70000",
+        "FRONTEND_WORKERS": "many",
+        "CACHE_ENABLED": "perhaps",
+        "REDIS_TIMEOUT": "-1",
+        "ORDER_WRITE_QUORUM": "all",
+    }
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env({**bad, "RESTOCK_AMOUNT": "5"})
+    problems = refused.value.problems
+    assert len(problems) == len(bad)
+    for name, value in bad.items():
+        assert any(name in problem and value in problem for problem in problems), name
+    assert str(refused.value).splitlines() == list(problems)
+
+
+@pytest.mark.parametrize("name", ["FRONTEND_PORT", "CATALOG_PORT", "REDIS_PORT"])
+@pytest.mark.parametrize("value", ["0", "65536"])
+def test_ports_are_from_1_to_65535(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({name: value})
+    assert getattr(Settings.from_env({name: "65535"}), name.lower()) == 65535
+
+
+@pytest.mark.parametrize("url", ["http://a", "http://a:0", "http://a:70000", "http://a:x"])
+def test_every_replica_url_needs_a_port(url: str) -> None:
+    with pytest.raises(ConfigError, match="port"):
+        Settings.from_env({"ORDER_REPLICAS": f"1={url}"})
+
+
+def test_choices_are_matched_in_any_case() -> None:
+    settings = Settings.from_env(
+        {"LOG_LEVEL": "debug", "SQLITE_SYNCHRONOUS": "normal", "ORDER_WRITE_QUORUM": "MAJORITY"}
+    )
+    assert (settings.log_level, settings.sqlite_synchronous, settings.write_quorum) == (
+        "DEBUG",
+        "NORMAL",
+        "majority",
+    )
