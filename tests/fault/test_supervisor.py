@@ -126,7 +126,7 @@ def catalog_pid(up: Up) -> int | None:
 @pytest.mark.fault
 def test_a_sigkilled_service_is_restarted_and_sigterm_stops_everything(store: Up) -> None:
     session = requests.Session()
-    assert order(session, store.frontend, "Tux", 1, new_key()).status_code == 200
+    assert order(session, store.frontend, "Tux", 1, new_key()).status_code == 201
     killed = catalog_pid(store)
     assert killed is not None
 
