@@ -13,7 +13,7 @@ from schemathesis import GenerationMode
 from schemathesis.errors import FailureGroup
 from schemathesis.openapi.checks import JsonSchemaError, MissingHeaders, UndefinedStatusCode
 
-from tests.fuzzing import Fuzzer, document, load, operation_labels
+from tests.fuzzing import CONFORMANCE, TIMEOUT, Fuzzer, document, load, operation, operation_labels
 from tests.support import NO_RESTOCK, new_key, order
 
 EXAMPLES = 25  # per operation and generation mode
@@ -40,14 +40,14 @@ def test_orders_reply_as_documented(fuzzer):
     created = fuzzer.check(place.Case(body=body, headers=key))
     assert created.status_code == 201, created.text
     number = created.json()["data"]["order_number"]
-    assert created.headers["Location"] == f"/orders/{number}"
-    assert "Idempotent-Replayed" not in created.headers
+    assert created.headers["location"] == [f"/orders/{number}"]
+    assert "idempotent-replayed" not in created.headers
 
     replayed = fuzzer.check(place.Case(body=body, headers=key))
     assert replayed.status_code == 200, replayed.text
     assert replayed.json() == created.json()
-    assert replayed.headers["Location"] == created.headers["Location"]
-    assert replayed.headers["Idempotent-Replayed"] == "true"
+    assert replayed.headers["location"] == created.headers["location"]
+    assert replayed.headers["idempotent-replayed"] == ["true"]
 
     reused = fuzzer.check(place.Case(body={**body, "quantity": 2}, headers=key))
     assert reused.status_code == 422, reused.text
@@ -63,6 +63,30 @@ def test_bodies_refused_before_reading_change_nothing(fuzzer, store):
     assert fuzzer.check(place.Case(body=too_large)).status_code == 413
     not_json = place.Case(body="name=Fox&quantity=1", media_type="text/plain")
     assert fuzzer.check(not_json).status_code == 415
+
+
+def test_unavailable_replies_as_documented(cluster_factory):
+    """Without order replicas and catalog, each operation that needs them gets the documented
+    503, with Retry-After."""
+    down = cluster_factory(
+        services=["redis", "catalog", "frontend"],
+        env={**NO_RESTOCK, "FRONTEND_WORKERS": "1", "ORDER_DEADLINE": "0.5"},
+    )
+    down.kill("catalog")
+    schema = load(document())
+    requests_that_need_them = [
+        ("GET /products/{name}", {"path_parameters": {"name": "Tux"}}),
+        ("GET /products", {}),
+        ("POST /orders", {"body": {"name": "Tux", "quantity": 1}}),
+        ("GET /orders/{number}", {"path_parameters": {"number": 0}}),
+        ("GET /ready", {}),
+    ]
+    for label, parts in requests_that_need_them:
+        case = operation(schema, label).Case(**parts)
+        response = case.call(base_url=down.frontend_url, timeout=TIMEOUT)
+        case.validate_response(response, checks=CONFORMANCE)
+        assert response.status_code == 503, (label, response.text)
+        assert response.headers.get("retry-after"), label
 
 
 @pytest.mark.parametrize("label", operation_labels(DOC))
