@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from importlib.resources import files
 from typing import Any
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, Response, current_app, request
 
 from app.common import validation
 from app.common.errors import ApiError, ok, readiness
@@ -20,6 +21,8 @@ PUBLIC_FIELDS = ("name", "price", "quantity")
 VERSION_HEADER = "X-Product-Version"
 REPLAYED_HEADER = "Idempotent-Replayed"
 READY_TIMEOUT = 1.0  # seconds /ready may spend finding a leader
+# The OpenAPI 3 document of this API, kept beside this module and served byte for byte.
+OPENAPI_DOCUMENT = files(__package__).joinpath("openapi.json").read_bytes()
 
 
 def _frontend() -> Frontend:
@@ -108,3 +111,8 @@ def health():
             "term": leader[1] if leader else None,
         }
     )
+
+
+@bp.get("/openapi.json")
+def openapi_document():
+    return Response(OPENAPI_DOCUMENT, mimetype="application/json")
