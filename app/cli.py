@@ -18,6 +18,7 @@ import requests
 
 from app import up
 from app.bench import run as bench
+from app.bench import slowclients
 from app.catalog import cli as catalog_cli
 from app.chaos.faults import KINDS
 from app.client import cli as client_cli
@@ -260,6 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.set_defaults(func=cmd_gen_catalog)
 
     bench.register(commands)
+    slowclients.register(commands)
 
     chaos = commands.add_parser(
         "chaos", help="inject random faults under concurrent shoppers, then check consistency"

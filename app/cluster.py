@@ -55,6 +55,14 @@ REDIS_ACL_FILE = "redis-users.acl"  # written at every start from the password (
 PR_SET_PDEATHSIG = 1
 
 APP_MODULES = {"catalog": "app.catalog", "replica": "app.orders", "frontend": "app.frontend"}
+# Gunicorn's worker classes with the store's JSON error replies, by FRONTEND_WORKER_CLASS.
+WORKER_CLASS_PATHS = {
+    "gevent": "app.common.workers.gevent.GeventWorker",
+    "gthread": "app.common.workers.gthread.ThreadWorker",
+}
+# Callers keep pooled connections open between calls; Gunicorn's default of 2 s closes them so
+# often that a reused one is sometimes closed mid-request.
+INTERNAL_KEEPALIVE = 30
 
 Tiers = tuple[tuple[str, ...], ...]
 
@@ -272,21 +280,25 @@ def gunicorn_argv(
     ceiling app runs with the front-end's).
     """
     if kind == "frontend":
-        workers, threads = settings.frontend_workers, settings.frontend_threads
+        # Public: gevent by default, so that slow or idle clients cannot take every worker's
+        # capacity (docs/security.md, "Slow clients").
+        worker_class, workers = settings.frontend_worker_class, settings.frontend_workers
+        threads, keepalive = settings.frontend_threads, settings.frontend_header_timeout
     else:
         # The catalog and each replica own their SQLite writer and background threads, which
         # must live in exactly one process.
-        workers, threads = 1, settings.service_threads
+        worker_class, workers = "gthread", 1
+        threads, keepalive = settings.service_threads, INTERNAL_KEEPALIVE
+    # A gevent worker serves every connection in a greenlet of its own: it has no threads.
+    thread_flags = ["--threads", str(threads)] if worker_class == "gthread" else []
     return [
         python, "-m", "gunicorn", f"{app_module or APP_MODULES[kind]}:create_app()",
         "--bind", f"{settings.host}:{port}",
-        "--worker-class", "gthread",
+        "--worker-class", WORKER_CLASS_PATHS[worker_class],
         "--workers", str(workers),
-        "--threads", str(threads),
+        *thread_flags,
         "--graceful-timeout", "3",
-        # Callers keep pooled connections open between calls; Gunicorn's default of 2 s
-        # closes them so often that a reused one is sometimes closed mid-request.
-        "--keep-alive", "30",
+        "--keep-alive", str(keepalive),
         "--log-level", "warning",
         *_gunicorn_flags(),
     ]  # fmt: skip

@@ -39,7 +39,8 @@ def free_port() -> int:
 
 def _setting_names() -> set[str]:
     source = (ROOT / "app" / "common" / "config.py").read_text()
-    names = set(re.findall(r'_(?:str|int|port|float|bool|choice)\(env, "([A-Z_]+)"', source))
+    # A call may be split over lines: `_int(\n    env, "NAME", ...)`.
+    names = set(re.findall(r'_(?:str|int|port|float|bool|choice)\(\s*env, "([A-Z_]+)"', source))
     secrets = set(re.findall(r'_secret\(env, "([A-Z_]+)"', source))
     return names | secrets | {f"{name}_FILE" for name in secrets}
 

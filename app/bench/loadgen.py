@@ -59,7 +59,9 @@ class LoadResult:
         }
 
 
-class _Connection:
+class Connection:
+    """One keep-alive HTTP/1.1 connection, opened at its first request."""
+
     def __init__(self, host: str, port: int) -> None:
         self.host, self.port = host, port
         self.reader: asyncio.StreamReader | None = None
@@ -114,7 +116,7 @@ async def _run(
     issued = itertools.count(1)
 
     async def user(index: int) -> None:
-        conn = _Connection(parts.hostname or "127.0.0.1", parts.port or 80)
+        conn = Connection(parts.hostname or "127.0.0.1", parts.port or 80)
         while time.perf_counter() < stop_at:
             if stop_after is not None and next(issued) > stop_after:
                 break

@@ -17,6 +17,7 @@ DEFAULT_REPLICA_COUNT = 3
 REPLICA_BASE_PORT = 8100  # on one machine, replica i listens on REPLICA_BASE_PORT + i
 MAX_PORT = 65535
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+WORKER_CLASSES = ("gevent", "gthread")  # of the front-end (FRONTEND_WORKER_CLASS)
 
 T = TypeVar("T")
 
@@ -225,8 +226,12 @@ class Settings:
 
     # Processes.
     frontend_workers: int = 4
+    frontend_worker_class: str = "gevent"  # or "gthread": FRONTEND_THREADS threads a worker
     frontend_threads: int = 8
     service_threads: int = 32
+    # Seconds a front-end connection has for each request's line and headers, counted from its
+    # opening or its previous reply (so also the longest idle keep-alive); then it is closed.
+    frontend_header_timeout: int = 30
 
     # Input bounds.
     max_name_length: int = 64
@@ -282,7 +287,13 @@ class Settings:
             undo_retry_max=_float(env, "UNDO_RETRY_MAX", cls.undo_retry_max),
             idempotency_key_ttl=_float(env, "IDEMPOTENCY_KEY_TTL", cls.idempotency_key_ttl),
             frontend_workers=_int(env, "FRONTEND_WORKERS", 4, minimum=1),
+            frontend_worker_class=_choice(
+                env, "FRONTEND_WORKER_CLASS", cls.frontend_worker_class, WORKER_CLASSES
+            ),
             frontend_threads=_int(env, "FRONTEND_THREADS", 8, minimum=1),
+            frontend_header_timeout=_int(
+                env, "FRONTEND_HEADER_TIMEOUT", cls.frontend_header_timeout, minimum=1
+            ),
             service_threads=_int(env, "SERVICE_THREADS", 32, minimum=1),
             max_name_length=_int(env, "MAX_NAME_LENGTH", 64, minimum=1),
             max_order_quantity=_int(env, "MAX_ORDER_QUANTITY", 1000, minimum=1),

@@ -2,7 +2,9 @@
 
 Success bodies are ``{"data": ...}``; failures are ``{"error": {"code": <status>, "message":
 <sentence>}}``, for our own errors, for Werkzeug's (unknown route, wrong method, body too
-large) and for anything unexpected (500, logged with its stack trace, never shown).
+large) and for anything unexpected (500, logged with its stack trace, never shown). The shape
+and the sentences are those of ``app.common.error_shape``, which the Gunicorn workers
+(``app.common.workers``) use too for what they refuse before Flask sees it (414, 431).
 """
 
 from __future__ import annotations
@@ -12,16 +14,9 @@ import logging
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
-log = logging.getLogger(__name__)
+from app.common.error_shape import MESSAGES, error_document
 
-# Sentences for the HTTP errors Werkzeug raises on its own.
-_HTTP_MESSAGES = {
-    400: "The request could not be understood.",
-    404: "No such resource.",
-    405: "That method is not allowed on this resource.",
-    413: "The request body is too large.",
-    415: "The request body must be JSON (Content-Type: application/json).",
-}
+log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
@@ -49,8 +44,9 @@ _RETRY_LATER = frozenset({429, 503})
 RETRY_AFTER_SECONDS = 1
 
 
-def error_response(status: int, message: str) -> tuple[Response, int]:
-    response = jsonify({"error": {"code": status, "message": message}})
+def error_response(status: int, message: str | None = None) -> tuple[Response, int]:
+    """The error shape with ``message`` (default: the status's sentence of error_shape)."""
+    response = jsonify(error_document(status, message))
     if status in _RETRY_LATER:
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response, status
@@ -64,7 +60,7 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
         status = exc.code or 500
-        message = _HTTP_MESSAGES.get(status) or exc.description or "Request failed."
+        message = MESSAGES.get(status) or exc.description or "Request failed."
         response, status = error_response(status, message)
         if status == 405 and exc.valid_methods:  # type: ignore[attr-defined]
             response.headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
@@ -73,4 +69,4 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
         log.exception("unhandled error")
-        return error_response(500, "Internal error; the request was not completed.")
+        return error_response(500)

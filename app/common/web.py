@@ -1,10 +1,12 @@
 """What every service's Flask app has in common: JSON in and out through orjson, the error
-shape for every failure, a bound on request bodies, and for internal services the check of
-the store's credential before any route runs."""
+shape for every failure, a bound on request bodies (chunked ones included), and for internal
+services the check of the store's credential before any route runs."""
 
 from __future__ import annotations
 
 import hmac
+import io
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
@@ -33,6 +35,29 @@ class OrjsonProvider(JSONProvider):
         return self._app.response_class(body, mimetype="application/json")
 
 
+WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def count_streamed_bodies(wsgi_app: WsgiApp, max_body_bytes: int) -> WsgiApp:
+    """``wsgi_app`` with every chunked request body (one without a Content-Length) read first
+    and counted as it arrives, at most ``max_body_bytes`` + 1 bytes of it.
+
+    The app then sees an ordinary body of known length: the whole body when it is within the
+    bound, else one byte more than allowed, which it refuses with 413 like any declared
+    length over the bound. Werkzeug on its own would cut such a body silently at the bound
+    and hand the app the truncated start."""
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+            body = environ["wsgi.input"].read(max_body_bytes + 1)
+            environ["wsgi.input"] = io.BytesIO(body)
+            environ["CONTENT_LENGTH"] = str(len(body))
+            del environ["HTTP_TRANSFER_ENCODING"]
+        return wsgi_app(environ, start_response)
+
+    return app
+
+
 def new_app(
     import_name: str, max_body_bytes: int | None, internal_token: str | None = None
 ) -> Flask:
@@ -43,6 +68,8 @@ def new_app(
     app = Flask(import_name)
     app.json = OrjsonProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
+    if max_body_bytes is not None:
+        app.wsgi_app = count_streamed_bodies(app.wsgi_app, max_body_bytes)  # type: ignore[method-assign]
     register_error_handlers(app)
     if internal_token is not None:
         expected = f"Bearer {internal_token}".encode()

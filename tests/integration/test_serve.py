@@ -22,7 +22,16 @@ APP_SERVICES = [name for name in service_names(Settings().replicas) if name != "
 
 @pytest.mark.parametrize(
     "overrides",
-    [{}, {"HOST": "0.0.0.0", "FRONTEND_WORKERS": "3", "FRONTEND_THREADS": "5"}],
+    [
+        {},
+        {
+            "HOST": "0.0.0.0",
+            "FRONTEND_WORKERS": "3",
+            "FRONTEND_WORKER_CLASS": "gthread",
+            "FRONTEND_THREADS": "5",
+            "FRONTEND_HEADER_TIMEOUT": "9",
+        },
+    ],
     ids=["defaults", "tuned"],
 )
 def test_serve_runs_the_command_line_of_the_cluster(
