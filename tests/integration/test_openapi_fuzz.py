@@ -65,6 +65,14 @@ def test_bodies_refused_before_reading_change_nothing(fuzzer, store):
     assert fuzzer.check(not_json).status_code == 415
 
 
+def test_requests_refused_before_the_route_reply_as_documented(fuzzer):
+    lookup = fuzzer.operation("GET /products/{name}")
+    long_line = lookup.Case(path_parameters={"name": "T" * 5000})
+    assert fuzzer.check(long_line).status_code == 414
+    big_header = lookup.Case(path_parameters={"name": "Tux"}, headers={"X-Big": "x" * 9000})
+    assert fuzzer.check(big_header).status_code == 431
+
+
 def test_unavailable_replies_as_documented(cluster_factory):
     """Without order replicas and catalog, each operation that needs them gets the documented
     503, with Retry-After."""
