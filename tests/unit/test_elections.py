@@ -158,7 +158,7 @@ def test_a_replica_cut_from_the_leader_alone_does_not_depose_it():
 def test_without_stickiness_a_replica_cut_from_the_leader_deposes_it():
     """The counter-test of rule 2: a peer that grants pre-votes while it hears its leader."""
     lab = booted()
-    lab._silent = lambda i: lab.sim.replicas[i].role != Role.LEADER  # noqa: SLF001
+    lab._silent = lambda i: lab.sim.replicas[i].role != Role.LEADER
     lab.sim.cut.add(frozenset((1, 3)))
     lab.run(4.0)
     assert max(r.term for r in lab.sim.replicas.values()) > 1
