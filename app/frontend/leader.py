@@ -14,7 +14,8 @@ import contextlib
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,15 @@ _CLIENT_ERRORS = (400, 404, 422)
 _MISDIRECTED = 421
 _HEALTH_TIMEOUT = 0.5
 _RETRY_PAUSE = 0.05
+_SURVEY_MARGIN = 0.05  # beyond the health checks' own timeout, for the threads' hand-over
+
+
+class Superseded(Exception):
+    """While a call to the leader went unanswered, the replicas named another leader."""
+
+    def __init__(self, leader: tuple[int, int]) -> None:
+        super().__init__(f"replica {leader[0]} leads in term {leader[1]}")
+        self.leader = leader
 
 
 @dataclass(frozen=True)
@@ -60,6 +70,14 @@ class OrderRouter:
             for rid, url in sorted(settings.replicas.items(), reverse=True)
         }
         self._pool = ThreadPoolExecutor(max_workers=len(self._clients), thread_name_prefix="rpc")
+        # Calls to the leader run here so that the request's thread can look at the replicas
+        # while one goes unanswered; an abandoned call keeps its thread until its timeout.
+        self._calls = ThreadPoolExecutor(
+            max_workers=4 * settings.frontend_threads, thread_name_prefix="leader-call"
+        )
+        # How often, and how patiently, the replicas are asked while a call goes unanswered:
+        # half an election timeout each, so a new leader is found about when it is elected.
+        self._watch = settings.election_timeout / 2
         self._lock = threading.Lock()
         self._leader: tuple[int, int] | None = None  # (leader id, term)
         self._last_leader_id: int | None = None  # survives _forget, to log failovers
@@ -83,6 +101,7 @@ class OrderRouter:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._calls.shutdown(wait=False, cancel_futures=True)
         for client in self._clients.values():
             client.close()
 
@@ -124,11 +143,12 @@ class OrderRouter:
             if leader_id is None:
                 time.sleep(min(_RETRY_PAUSE, _left(deadline)))
                 continue
-            client = self._clients[leader_id]
             try:
-                reply = client.request(
-                    method, path, json=body, timeout=min(self._call_timeout, remaining)
-                )
+                reply = self._send(leader_id, method, path, body, remaining, deadline)
+            except Superseded as exc:
+                retried = True
+                self._replace(leader_id, exc.leader)
+                continue
             except ServiceUnavailable as exc:
                 log_event(
                     log, "leader unreachable", logging.WARNING, leader=leader_id, error=exc.reason
@@ -151,9 +171,44 @@ class OrderRouter:
                 self._forget(leader_id)
         raise ApiError(503, DEADLINE_MESSAGE)
 
+    def _send(
+        self,
+        leader_id: int,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        remaining: float,
+        deadline: float,
+    ) -> Reply:
+        """The leader's reply. While none comes, every half ELECTION_TIMEOUT the replicas
+        are asked who leads: a leader cut from its peers may never answer (its commit cannot
+        happen), and once another has taken over, waiting on it only delays the order."""
+        call = self._calls.submit(
+            self._clients[leader_id].request,
+            method,
+            path,
+            json=body,
+            timeout=min(self._call_timeout, remaining),
+        )
+        while True:
+            try:
+                return call.result(timeout=self._watch)
+            except FutureTimeout:
+                newer = self._find(deadline, self._watch, unlike=leader_id)
+                if newer is not None:
+                    raise Superseded(newer) from None
+
     def _still_leads(self, leader_id: int, deadline: float) -> bool:
         health = self._health(leader_id, deadline)
         return health is not None and health.get("role") == "leader"
+
+    def _replace(self, leader_id: int, newer: tuple[int, int]) -> None:
+        """Use ``newer`` instead of ``leader_id``; unless another thread has moved on."""
+        with self._lock:
+            if self._leader is not None and self._leader[0] != leader_id:
+                return
+            self._leader = newer
+        self._announce(*newer)
 
     def _forget(self, leader_id: int) -> None:
         """Stop using ``leader_id``; unless another thread has already moved on."""
@@ -186,10 +241,8 @@ class OrderRouter:
         return chosen[0] if chosen is not None else None
 
     def _select(self, deadline: float) -> tuple[int, int] | None:
-        """Health-check every replica and take the one that leads (leader_choice.py)."""
-        ids = list(self._clients)
-        checks = self._pool.map(lambda rid: self._health(rid, deadline), ids)
-        chosen = leader_choice.choose(dict(zip(ids, checks, strict=True)))
+        """Health-check the replicas and take the one that leads."""
+        chosen = self._find(deadline, self._health_timeout)
         if chosen is not None:
             self._announce(*chosen)
             return chosen
@@ -197,6 +250,24 @@ class OrderRouter:
             first_failure, self._leaderless = not self._leaderless, True
         if first_failure:
             log_event(log, "no leader available", logging.WARNING)
+        return None
+
+    def _find(
+        self, deadline: float, timeout: float, unlike: int | None = None
+    ) -> tuple[int, int] | None:
+        """The leader the replicas' health replies name (leader_choice.py), other than
+        ``unlike``. The first replies that name one decide: a silent replica (frozen, cut
+        off) is not waited for, and one that names a newer leader later costs one retry."""
+        checks = {
+            self._pool.submit(self._health, rid, deadline, timeout): rid for rid in self._clients
+        }
+        answers: dict[int, dict[str, Any] | None] = dict.fromkeys(self._clients)
+        with contextlib.suppress(FutureTimeout):
+            for check in as_completed(checks, timeout=timeout + _SURVEY_MARGIN):
+                answers[checks[check]] = check.result()
+                chosen = leader_choice.choose(answers)
+                if chosen is not None and chosen[0] != unlike:
+                    return chosen
         return None
 
     def _announce(self, leader_id: int, term: int) -> None:
@@ -217,8 +288,10 @@ class OrderRouter:
                 "/leader", json={"leader_id": leader_id, "term": term}, timeout=self._health_timeout
             )
 
-    def _health(self, rid: int, deadline: float) -> dict[str, Any] | None:
-        timeout = min(self._health_timeout, _left(deadline))
+    def _health(
+        self, rid: int, deadline: float, timeout: float | None = None
+    ) -> dict[str, Any] | None:
+        timeout = min(timeout or self._health_timeout, _left(deadline))
         if timeout <= 0:
             return None
         try:

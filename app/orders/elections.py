@@ -17,8 +17,9 @@ replaced. It is kept by four rules:
    one (so it is leaderless too) has a higher id and may lead: that peer is standing as well,
    so this one defers, once, for ``timeout``. If still no leader after that, it stands all the
    same, so a higher replica that cannot win (cut from the rest) never stops the cluster.
-4. **Patience.** After a pre-vote without a quorum or a lost election, the next try waits
-   ``timeout``.
+4. **Patience.** After a lost election the next try waits ``timeout``; after a pre-vote
+   without a quorum, a quarter of it (the peers' timers run a little apart, so one that was
+   not silent yet soon is; a pre-vote changes nothing, so trying often costs nothing).
 
 So after a leader goes silent the first election starts ``timeout`` later (one per cluster,
 from the highest replica that can win), not one per front-end worker after a request timeout.
@@ -69,7 +70,7 @@ class Candidacy:
     def decide(self, replies: dict[int, PreVoteReply], now: float) -> Verdict:
         granted = [pid for pid, reply in replies.items() if reply.granted]
         if 1 + len(granted) < self.quorum:
-            self.next_try = now + self.timeout
+            self.next_try = now + self.timeout / 4
             return Verdict.WAIT
         higher = any(pid > self.replica_id and replies[pid].can_lead for pid in granted)
         if higher and not self.deferred:

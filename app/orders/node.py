@@ -615,8 +615,9 @@ class OrderNode:
                 self.candidacy.lost(time.monotonic())
 
     def _collect_pre_votes(self, request: PreVoteRequest) -> dict[int, PreVoteReply]:
-        """Every peer's answer within one election timeout (a silent peer grants nothing)."""
-        timeout = self.settings.election_timeout
+        """Every peer's answer within half an election timeout (a silent peer grants nothing;
+        an answer takes milliseconds, and a frozen higher peer must not delay the election)."""
+        timeout = self.settings.election_timeout / 2
         futures = {
             pid: self.voters.submit(self.peers.pre_vote, pid, request, timeout)
             for pid in self.peers.ids
