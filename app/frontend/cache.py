@@ -102,6 +102,8 @@ class ProductCache:
         cached = self.lookup(name)
         if cached is not None:
             return cached
+        if not self.usable:  # the lookup failed: no second Redis timeout for the lease
+            return load(name)
         token = self.begin_fill(name)
         product = load(name)
         if token is not None and product is not None:
@@ -147,8 +149,10 @@ class ProductCache:
     # Invalidation.
 
     def invalidate(self, name: str) -> None:
-        """Drop ``name``'s value and lease (after this worker's own order)."""
-        if not self.enabled:
+        """Drop ``name``'s value and lease (after this worker's own order). Skipped while
+        this worker bypasses the cache: it reads nothing from it then, and flushes it all
+        before it uses it again; so an order during a Redis outage pays no Redis timeout."""
+        if not self.usable:
             return
         try:
             self._delete(name)

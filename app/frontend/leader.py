@@ -1,10 +1,11 @@
-"""Leader selection and failover for the order replicas, as the front-end sees them.
+"""Routing orders to the order replicas' leader, and following it when it changes.
 
-The front-end picks the leader (the responsive replica with the highest id), asks it to take
-over for a fresh term when it is not leading yet, tells every replica, and re-selects when the
-leader stops answering. Each order carries one idempotency key through every retry, so a retry
-after a failover can never buy twice. Every wait (health checks, elections, the order itself)
-is bounded by what is left of the request's deadline, so a client gets its 503 in time.
+The replicas elect their leader themselves (app/orders/elections.py); the front-end finds it
+from their health replies (leader_choice.py), tells every replica, and looks again when the
+leader stops answering or says it no longer leads. Each order carries one idempotency key
+through every retry, so a retry after a failover can never buy twice. Every wait (health
+checks, the order itself) is bounded by what is left of the request's deadline, so a client
+gets its 503 in time.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import contextlib
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +23,7 @@ from app.common.config import Settings
 from app.common.errors import ApiError
 from app.common.http import Reply, ServiceClient, ServiceUnavailable
 from app.common.logs import log_event
+from app.frontend import leader_choice
 from app.frontend.cache import ProductCache
 
 log = logging.getLogger(__name__)
@@ -34,7 +37,15 @@ _CLIENT_ERRORS = (400, 404, 422)
 _MISDIRECTED = 421
 _HEALTH_TIMEOUT = 0.5
 _RETRY_PAUSE = 0.05
-_ELECTION_ATTEMPTS = 3
+_SURVEY_MARGIN = 0.05  # beyond the health checks' own timeout, for the threads' hand-over
+
+
+class Superseded(Exception):
+    """While a call to the leader went unanswered, the replicas named another leader."""
+
+    def __init__(self, leader: tuple[int, int]) -> None:
+        super().__init__(f"replica {leader[0]} leads in term {leader[1]}")
+        self.leader = leader
 
 
 @dataclass(frozen=True)
@@ -54,17 +65,23 @@ class OrderRouter:
         self._deadline = settings.order_deadline
         self._health_timeout = min(_HEALTH_TIMEOUT, settings.http_timeout)
         self._call_timeout = settings.leader_call_timeout
-        self._election_timeout = settings.election_timeout
         self._clients = {
             rid: ServiceClient(url, settings.http_timeout, settings.require_internal_token())
             for rid, url in sorted(settings.replicas.items(), reverse=True)
         }
         self._pool = ThreadPoolExecutor(max_workers=len(self._clients), thread_name_prefix="rpc")
+        # Calls to the leader run here so that the request's thread can look at the replicas
+        # while one goes unanswered; an abandoned call keeps its thread until its timeout.
+        self._calls = ThreadPoolExecutor(
+            max_workers=4 * settings.frontend_threads, thread_name_prefix="leader-call"
+        )
+        # How often, and how patiently, the replicas are asked while a call goes unanswered:
+        # half an election timeout each, so a new leader is found about when it is elected.
+        self._watch = settings.election_timeout / 2
         self._lock = threading.Lock()
         self._leader: tuple[int, int] | None = None  # (leader id, term)
         self._last_leader_id: int | None = None  # survives _forget, to log failovers
         self._leaderless = False  # to log "no leader available" once per outage
-        self._max_term = 0
         self._selecting: threading.Event | None = None
 
     @property
@@ -84,6 +101,7 @@ class OrderRouter:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._calls.shutdown(wait=False, cancel_futures=True)
         for client in self._clients.values():
             client.close()
 
@@ -125,11 +143,12 @@ class OrderRouter:
             if leader_id is None:
                 time.sleep(min(_RETRY_PAUSE, _left(deadline)))
                 continue
-            client = self._clients[leader_id]
             try:
-                reply = client.request(
-                    method, path, json=body, timeout=min(self._call_timeout, remaining)
-                )
+                reply = self._send(leader_id, method, path, body, remaining, deadline)
+            except Superseded as exc:
+                retried = True
+                self._replace(leader_id, exc.leader)
+                continue
             except ServiceUnavailable as exc:
                 log_event(
                     log, "leader unreachable", logging.WARNING, leader=leader_id, error=exc.reason
@@ -152,9 +171,44 @@ class OrderRouter:
                 self._forget(leader_id)
         raise ApiError(503, DEADLINE_MESSAGE)
 
+    def _send(
+        self,
+        leader_id: int,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        remaining: float,
+        deadline: float,
+    ) -> Reply:
+        """The leader's reply. While none comes, every half ELECTION_TIMEOUT the replicas
+        are asked who leads: a leader cut from its peers may never answer (its commit cannot
+        happen), and once another has taken over, waiting on it only delays the order."""
+        call = self._calls.submit(
+            self._clients[leader_id].request,
+            method,
+            path,
+            json=body,
+            timeout=min(self._call_timeout, remaining),
+        )
+        while True:
+            try:
+                return call.result(timeout=self._watch)
+            except FutureTimeout:
+                newer = self._find(deadline, self._watch, unlike=leader_id)
+                if newer is not None:
+                    raise Superseded(newer) from None
+
     def _still_leads(self, leader_id: int, deadline: float) -> bool:
         health = self._health(leader_id, deadline)
         return health is not None and health.get("role") == "leader"
+
+    def _replace(self, leader_id: int, newer: tuple[int, int]) -> None:
+        """Use ``newer`` instead of ``leader_id``; unless another thread has moved on."""
+        with self._lock:
+            if self._leader is not None and self._leader[0] != leader_id:
+                return
+            self._leader = newer
+        self._announce(*newer)
 
     def _forget(self, leader_id: int) -> None:
         """Stop using ``leader_id``; unless another thread has already moved on."""
@@ -187,81 +241,34 @@ class OrderRouter:
         return chosen[0] if chosen is not None else None
 
     def _select(self, deadline: float) -> tuple[int, int] | None:
-        """Health-check every replica; the highest responsive one leads (elected if need be)."""
-        ids = list(self._clients)
-        checks = self._pool.map(lambda rid: self._health(rid, deadline), ids)
-        healths = dict(zip(ids, checks, strict=True))
-        terms = [_term(h) for h in healths.values() if h is not None]
-        newest = max(terms, default=0)
-        self._note_term(newest)
-        for rid in ids:
-            health = healths[rid]
-            if health is None or health.get("can_lead") is False:
-                continue  # down, a learner rebuilding its disk, or its disk is failing
-            # A leader of an older term than some replica has seen is about to be deposed.
-            if _leads(health) and _term(health) >= newest:
-                chosen = (rid, _term(health))
-            elif _taking_over(health) and _term(health) >= newest:
-                # Another worker's election is under way there: wait for it rather than start
-                # a competing one that would abort it.
-                chosen = self._await_ready(rid, deadline)
-            else:
-                chosen = self._elect(rid, deadline)
-            if chosen is not None:
-                self._announce(*chosen)
-                return chosen
+        """Health-check the replicas and take the one that leads."""
+        chosen = self._find(deadline, self._health_timeout)
+        if chosen is not None:
+            self._announce(*chosen)
+            return chosen
         with self._lock:
             first_failure, self._leaderless = not self._leaderless, True
         if first_failure:
             log_event(log, "no leader available", logging.WARNING)
         return None
 
-    def _elect(self, rid: int, deadline: float) -> tuple[int, int] | None:
-        for _ in range(_ELECTION_ATTEMPTS):
-            if _left(deadline) <= 0:
-                return None
-            with self._lock:
-                term = self._max_term + 1
-            try:
-                reply = self._clients[rid].post(
-                    "/election",
-                    json={"term": term},
-                    timeout=min(self._call_timeout, _left(deadline)),
-                )
-            except ServiceUnavailable:
-                return None
-            if reply.status == 200:
-                granted = _term(reply.data if isinstance(reply.data, dict) else {}) or term
-                self._note_term(granted)
-                return rid, granted
-            if reply.status != 409:
-                return None
-            # Our term was too low (another front-end worker may just have elected it): the
-            # next attempt goes above both what we tried and what the replica reports.
-            self._note_term(term)
-            health = self._health(rid, deadline)
-            if health is None:
-                return None
-            self._note_term(_term(health))
-            if _leads(health):
-                return rid, _term(health)
+    def _find(
+        self, deadline: float, timeout: float, unlike: int | None = None
+    ) -> tuple[int, int] | None:
+        """The leader the replicas' health replies name (leader_choice.py), other than
+        ``unlike``. The first replies that name one decide: a silent replica (frozen, cut
+        off) is not waited for, and one that names a newer leader later costs one retry."""
+        checks = {
+            self._pool.submit(self._health, rid, deadline, timeout): rid for rid in self._clients
+        }
+        answers: dict[int, dict[str, Any] | None] = dict.fromkeys(self._clients)
+        with contextlib.suppress(FutureTimeout):
+            for check in as_completed(checks, timeout=timeout + _SURVEY_MARGIN):
+                answers[checks[check]] = check.result()
+                chosen = leader_choice.choose(answers)
+                if chosen is not None and chosen[0] != unlike:
+                    return chosen
         return None
-
-    def _await_ready(self, rid: int, deadline: float) -> tuple[int, int] | None:
-        # A vote round takes milliseconds: a candidate still candidate after an election
-        # timeout has lost its round and waits for no one, so it is elected afresh (with the
-        # rest of the deadline). A leader getting its log onto a majority may take a commit.
-        health = self._health(rid, deadline)
-        patience = self._election_timeout if _candidate(health) else self._call_timeout
-        wait_until = min(deadline, time.monotonic() + patience)
-        while _left(wait_until) > 0:
-            if health is None or not _taking_over(health):
-                break
-            time.sleep(min(_RETRY_PAUSE, _left(wait_until)))
-            health = self._health(rid, wait_until)
-        if health is not None and _leads(health):
-            return rid, _term(health)
-        return self._elect(rid, deadline)
 
     def _announce(self, leader_id: int, term: int) -> None:
         """Tell every replica who leads (best effort, in the background) and log the change."""
@@ -281,8 +288,10 @@ class OrderRouter:
                 "/leader", json={"leader_id": leader_id, "term": term}, timeout=self._health_timeout
             )
 
-    def _health(self, rid: int, deadline: float) -> dict[str, Any] | None:
-        timeout = min(self._health_timeout, _left(deadline))
+    def _health(
+        self, rid: int, deadline: float, timeout: float | None = None
+    ) -> dict[str, Any] | None:
+        timeout = min(timeout or self._health_timeout, _left(deadline))
         if timeout <= 0:
             return None
         try:
@@ -293,30 +302,7 @@ class OrderRouter:
             return None
         return reply.data
 
-    def _note_term(self, term: int) -> None:
-        with self._lock:
-            self._max_term = max(self._max_term, term)
-
 
 def _left(deadline: float) -> float:
     """Seconds until ``deadline`` (a time.monotonic() value), never below zero."""
     return max(0.0, deadline - time.monotonic())
-
-
-def _term(health: dict[str, Any]) -> int:
-    term = health.get("term")
-    return term if isinstance(term, int) and not isinstance(term, bool) else 0
-
-
-def _leads(health: dict[str, Any]) -> bool:
-    return health.get("role") == "leader" and health.get("ready") is True
-
-
-def _candidate(health: dict[str, Any] | None) -> bool:
-    return health is not None and health.get("role") == "candidate"
-
-
-def _taking_over(health: dict[str, Any]) -> bool:
-    """A candidate, or a leader still getting its log onto a majority."""
-    role = health.get("role")
-    return role == "candidate" or (role == "leader" and health.get("ready") is not True)

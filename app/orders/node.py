@@ -33,6 +33,7 @@ from app.common.errors import ApiError
 from app.common.http import ServiceUnavailable
 from app.common.logs import log_event
 from app.orders import keys, saga
+from app.orders.elections import Candidacy, PreVoteReply, PreVoteRequest, Verdict
 from app.orders.log import LOG_FILE, SqliteLog
 from app.orders.membership import Plan, Status, decide
 from app.orders.peers import Peers
@@ -82,6 +83,11 @@ class OrderNode:
         self.replica = Replica(self.id, self.peers.ids, settings.quorum_size, self.storage)
         self.disk_error = ""  # the last write error, while the disk fails
         self.leader_contact = float("-inf")  # when an append of the current leader last came
+        # When the election timer last started over: a leader's append, or a vote granted.
+        # Never, at start: a replica that has heard no leader may run a pre-vote at once (if a
+        # leader is alive, its peers refuse; a new cluster elects without waiting).
+        self.quiet_since = float("-inf")
+        self.candidacy = Candidacy(self.id, settings.quorum_size, settings.election_timeout)
         self.lock = threading.Lock()
         # Two conditions on the one lock, so that a new entry wakes only the replicators and a
         # commit wakes only the orders waiting for it (one wake-up per order per round instead
@@ -518,13 +524,21 @@ class OrderNode:
     def handle_vote(self, request) -> VoteReply:
         self._join_if_not_voter()  # a peer's first election may come before our first probe
         with self._locked() as replica:
-            return replica.handle_vote(request)
+            reply = replica.handle_vote(request)
+            if reply.granted:
+                self.quiet_since = time.monotonic()
+            return reply
+
+    def handle_pre_vote(self, request: PreVoteRequest) -> PreVoteReply:
+        with self.lock:
+            silent = time.monotonic() - self.quiet_since >= self.settings.election_timeout
+            return self.replica.handle_pre_vote(request, leader_silent=silent)
 
     def handle_append(self, request):
         with self._locked() as replica:
             reply = replica.handle_append(request)
             if reply.term == request.term:  # the leader of our term
-                self.leader_contact = time.monotonic()
+                self.leader_contact = self.quiet_since = time.monotonic()
             return reply
 
     def committed_after(self, index: int) -> dict:
@@ -563,7 +577,8 @@ class OrderNode:
     def _caretaker(self) -> None:
         """While this replica may not vote, ask the peers whether it may (membership.py);
         while its disk fails, try it again; while it leads, step down if it has not heard from
-        a quorum within ELECTION_TIMEOUT (check-quorum)."""
+        a quorum within ELECTION_TIMEOUT (check-quorum); while no leader is heard, stand for
+        election when elections.py says so."""
         plan = None
         interval = min(CARETAKER_INTERVAL, self.settings.election_timeout / 4)
         while not self.stopping.is_set():
@@ -575,7 +590,43 @@ class OrderNode:
                 self._try_disk()
             elif not voter:
                 plan = self._join(plan)
+            else:
+                self._maybe_stand()
             self.stopping.wait(interval)
+
+    def _maybe_stand(self) -> None:
+        with self.lock:
+            replica, now = self.replica, time.monotonic()
+            leading = replica.role == Role.LEADER
+            if not replica.can_lead or not self.candidacy.due(now, now - self.quiet_since, leading):
+                return
+            request = PreVoteRequest(max(replica.term, replica.meta.vote_floor) + 1, self.id)
+        replies = self._collect_pre_votes(request)
+        with self.lock:
+            verdict = self.candidacy.decide(replies, time.monotonic())
+        if verdict == Verdict.DEFER:
+            log_event(log, "election deferred to a higher replica", term=request.term)
+        if verdict != Verdict.STAND:
+            return
+        try:
+            self.elect(request.term)
+        except ApiError:
+            with self.lock:
+                self.candidacy.lost(time.monotonic())
+
+    def _collect_pre_votes(self, request: PreVoteRequest) -> dict[int, PreVoteReply]:
+        """Every peer's answer within half an election timeout (a silent peer grants nothing;
+        an answer takes milliseconds, and a frozen higher peer must not delay the election)."""
+        timeout = self.settings.election_timeout / 2
+        futures = {
+            pid: self.voters.submit(self.peers.pre_vote, pid, request, timeout)
+            for pid in self.peers.ids
+        }
+        replies: dict[int, PreVoteReply] = {}
+        for pid, future in futures.items():
+            with contextlib.suppress(ServiceUnavailable, FutureTimeout):
+                replies[pid] = future.result(timeout=timeout + 0.1)
+        return replies
 
     def _join_if_not_voter(self) -> None:
         with self.lock:

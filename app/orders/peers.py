@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from app.common.http import ServiceClient, ServiceUnavailable
+from app.orders.elections import PreVoteReply, PreVoteRequest
 from app.orders.membership import Status
 from app.orders.replication import AppendReply, AppendRequest, Entry, VoteReply, VoteRequest
 
@@ -23,6 +24,10 @@ def _entries(data: dict) -> tuple[Entry, ...]:
 
 def vote_request_from_json(data: dict) -> VoteRequest:
     return VoteRequest(data["term"], data["candidate_id"], data["commit_index"])
+
+
+def pre_vote_request_from_json(data: dict) -> PreVoteRequest:
+    return PreVoteRequest(data["term"], data["candidate_id"])
 
 
 def append_request_from_json(data: dict) -> AppendRequest:
@@ -41,8 +46,15 @@ class Peers:
     def ids(self) -> list[int]:
         return sorted(self.clients)
 
-    def _data(self, peer_id: int, method: str, path: str, body: dict | None = None) -> dict:
-        reply = self.clients[peer_id].request(method, path, json=body)
+    def _data(
+        self,
+        peer_id: int,
+        method: str,
+        path: str,
+        body: dict | None = None,
+        timeout: float | None = None,
+    ) -> dict:
+        reply = self.clients[peer_id].request(method, path, json=body, timeout=timeout)
         if reply.status != 200 or not isinstance(reply.data, dict):
             raise ServiceUnavailable(
                 self.clients[peer_id].base_url + path,
@@ -54,6 +66,10 @@ class Peers:
     def vote(self, peer_id: int, request: VoteRequest) -> VoteReply:
         data = self._data(peer_id, "POST", "/raft/vote", to_json(request))
         return VoteReply(**{**data, "entries": _entries(data)})
+
+    def pre_vote(self, peer_id: int, request: PreVoteRequest, timeout: float) -> PreVoteReply:
+        reply = self._data(peer_id, "POST", "/raft/prevote", to_json(request), timeout)
+        return PreVoteReply(**reply)
 
     def append(self, peer_id: int, request: AppendRequest) -> AppendReply:
         return AppendReply(**self._data(peer_id, "POST", "/raft/append", to_json(request)))

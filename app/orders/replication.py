@@ -40,6 +40,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Protocol
 
+from app.orders.elections import PreVoteReply, PreVoteRequest
 from app.orders.membership import Status
 
 NO_INDEX = -1  # the index "before" the first entry; the log starts at index 0
@@ -348,6 +349,19 @@ class Replica:
         self.leader_id = None
         self.progress = {}
         return VoteRequest(term, self.id, self.commit_index)
+
+    def handle_pre_vote(self, request: PreVoteRequest, leader_silent: bool) -> PreVoteReply:
+        """Would this replica vote for the candidate in ``request.term``? Changes nothing.
+        ``leader_silent``: no leader heard for an election timeout (elections.py, rule 2)."""
+        granted = (
+            self.voter
+            and not self.disk_failed
+            and self.role != Role.LEADER
+            and leader_silent
+            and self._plausible(request.term)
+            and request.term > max(self.term, self.meta.vote_floor)
+        )
+        return PreVoteReply(self.term, granted=granted, can_lead=self.can_lead)
 
     def handle_vote(self, request: VoteRequest) -> VoteReply:
         self._require_disk()

@@ -9,7 +9,12 @@ from flask import Blueprint, current_app, request
 from app.common import validation
 from app.common.errors import ApiError, ok, readiness
 from app.orders.node import OrderNode
-from app.orders.peers import append_request_from_json, to_json, vote_request_from_json
+from app.orders.peers import (
+    append_request_from_json,
+    pre_vote_request_from_json,
+    to_json,
+    vote_request_from_json,
+)
 from app.orders.replication import NO_INDEX
 
 bp = Blueprint("orders", __name__)
@@ -118,6 +123,12 @@ def _check_entries(entries: list[Any], prev_index: int) -> None:
 def vote():
     body = _message({"term": int, "candidate_id": int, "commit_index": int})
     return ok(to_json(node().handle_vote(vote_request_from_json(body))))
+
+
+@bp.post("/raft/prevote")
+def pre_vote():
+    body = _message({"term": int, "candidate_id": int})
+    return ok(to_json(node().handle_pre_vote(pre_vote_request_from_json(body))))
 
 
 @bp.post("/raft/append")

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
 import requests
 
-from app.observe import replica_health
+from app.cluster import replica_name
+from app.observe import current_leader, replica_health
 from tests.support import (
     NO_RESTOCK,
     Shoppers,
@@ -97,6 +99,35 @@ def test_an_order_gets_its_503_within_the_order_deadline(cluster_factory, frozen
     finally:
         for name in frozen:
             cluster.kill(name, signal.SIGCONT)
+
+
+def test_orders_to_a_frozen_leader_move_to_its_successor_within_one_and_a_half_seconds(
+    cluster_factory,
+):
+    """A leader that accepts connections and never answers (SIGSTOP: like one cut from
+    everyone) is replaced by the followers within one election timeout, and the front-end
+    stops waiting on it as soon as the replicas name the new leader."""
+    cluster = cluster_factory(env=NO_RESTOCK, replicas=3)
+    url = cluster.frontend_url
+    assert order(requests, url, "Tux", 1).status_code == 201
+    old = current_leader(cluster)
+    cluster.kill(replica_name(old), signal.SIGSTOP)
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            replies = list(pool.map(lambda _: timed_order(url), range(8)))
+        assert [status for status, _ in replies] == [201] * 8
+        slowest = max(took for _, took in replies)
+        assert slowest < 1.5, f"an order took {slowest:.2f} s"
+        new = current_leader(cluster)
+        assert new is not None and new != old
+    finally:
+        cluster.kill(replica_name(old), signal.SIGCONT)
+
+
+def timed_order(url: str) -> tuple[int, float]:
+    start = time.monotonic()
+    status = order(requests, url, "Tux", 1).status_code
+    return status, time.monotonic() - start
 
 
 def test_catalog_killed_keeps_committed_stock(cluster_factory):

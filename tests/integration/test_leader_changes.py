@@ -31,11 +31,13 @@ def test_leader_moved_behind_the_front_ends_back(cluster_factory):
         headers={**JSON, **cluster.internal_headers},
     )
     assert direct.status_code == 421
-    # ... and the front-end follows: it re-selects the highest replica for a newer term.
+    # ... and the front-end follows the new leader, which keeps leading: a healthy leader is
+    # never replaced, not even by a higher replica.
     for _ in range(5):
         assert order(requests, url, "Tux", 1).status_code == 201
     health = replica_health(cluster)
-    assert health[3]["role"] == "leader" and health[3]["term"] > old_term + 10
+    assert health[2]["role"] == "leader" and health[2]["term"] == old_term + 10
+    assert health[3]["role"] == "follower"
     orders = assert_replicas_identical(cluster)
     assert len(orders) == 6
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 import threading
 import time
@@ -217,6 +218,26 @@ def test_redis_down_serves_from_the_catalog_and_recovers(tmp_path: Path, catalog
             proc.wait()
     finally:
         cache.close()
+
+
+def test_a_silent_redis_costs_one_timeout_then_nothing(catalog):
+    """Redis cut off (it accepts, never answers): the first read pays the Redis timeout and
+    switches the worker to the catalog; later reads and the invalidation after an order pay
+    nothing, since the cache is flushed before it is used again."""
+    silent = socket.create_server(("127.0.0.1", 0))
+    cache = make_cache(f"redis://127.0.0.1:{silent.getsockname()[1]}/0")
+    try:
+        cache._subscribed.set()  # as if subscribed before the cut
+        start = time.monotonic()
+        assert cache.get("Tux", catalog.load)["quantity"] == 100
+        assert 0.25 < time.monotonic() - start < 1.0
+        start = time.monotonic()
+        assert cache.get("Tux", catalog.load)["quantity"] == 100
+        cache.invalidate("Tux")
+        assert time.monotonic() - start < 0.1
+    finally:
+        cache.close()
+        silent.close()
 
 
 def test_cache_disabled_never_touches_redis(redis_url, catalog, server):
