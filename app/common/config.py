@@ -18,6 +18,8 @@ REPLICA_BASE_PORT = 8100  # on one machine, replica i listens on REPLICA_BASE_PO
 MAX_PORT = 65535
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 WORKER_CLASSES = ("gevent", "gthread")  # of the front-end (FRONTEND_WORKER_CLASS)
+# Read by prometheus_client itself: set for each service by its Gunicorn command line.
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 T = TypeVar("T")
 
@@ -336,6 +338,16 @@ class Settings:
         the leader's own catalog call and commit wait, plus a margin, so a slow but healthy
         leader is not mistaken for a dead one."""
         return self.http_timeout + self.commit_timeout + 1.0
+
+    def service_name(self, kind: str) -> str:
+        """The name this process goes by in its logs and metrics: ``frontend``, ``catalog``,
+        or ``order-<REPLICA_ID>`` for a replica (``kind`` is one of those three kinds)."""
+        return f"order-{self.replica_id}" if kind == "replica" else kind
+
+    def metrics_dir(self, service: str, port: int) -> Path:
+        """Where the Gunicorn workers of ``service`` on ``port`` keep their Prometheus values
+        (multiprocess mode), emptied at every start: under DATA_DIR, one per service."""
+        return (self.data_dir / "metrics" / f"{service}-{port}").resolve()
 
     def replica_port(self, replica_id: int) -> int:
         url = self.replicas[replica_id]
