@@ -1,0 +1,39 @@
+"""Each service's Gunicorn command line names it as its logs do and gives it a metrics
+directory of its own, under its own data directory, and Gunicorn's JSON configuration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from app.cluster import Cluster
+
+
+def _option(argv: list[str], name: str) -> list[str]:
+    return [argv[i + 1] for i, arg in enumerate(argv) if arg == name]
+
+
+def test_every_service_has_its_name_and_a_metrics_directory_of_its_own(tmp_path):
+    cluster = Cluster.create(data_dir=tmp_path, env={}, replicas=3)
+    names, dirs = {}, {}
+    for service, spec in cluster.specs.items():
+        if service == "redis":
+            continue
+        assert _option(spec.argv, "--config") == ["python:app.common.gunicorn_conf"]
+        (names[service],) = _option(spec.argv, "--name")
+        (env,) = _option(spec.argv, "--env")
+        variable, _, path = env.partition("=")
+        assert variable == "PROMETHEUS_MULTIPROC_DIR"
+        dirs[service] = Path(path)
+    assert names == {
+        "catalog": "catalog",
+        "replica-1": "order-1",
+        "replica-2": "order-2",
+        "replica-3": "order-3",
+        "frontend": "frontend",
+    }
+    assert (
+        dirs["replica-2"]
+        == tmp_path / "replica-2" / "metrics" / f"order-2-{cluster.ports.of('replica-2')}"
+    )
+    assert dirs["frontend"] == tmp_path / "metrics" / f"frontend-{cluster.ports.frontend}"
+    assert len(set(dirs.values())) == len(dirs)
