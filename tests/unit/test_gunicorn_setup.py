@@ -1,8 +1,11 @@
 """Each service's Gunicorn command line names it as its logs do and gives it a metrics
-directory of its own, under its own data directory, and Gunicorn's JSON configuration."""
+directory of its own, under its own data directory, and Gunicorn's JSON configuration, which
+Gunicorn's master can load without importing what must wait for the workers."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from app.cluster import Cluster
@@ -37,3 +40,20 @@ def test_every_service_has_its_name_and_a_metrics_directory_of_its_own(tmp_path)
     )
     assert dirs["frontend"] == tmp_path / "metrics" / f"frontend-{cluster.ports.frontend}"
     assert len(set(dirs.values())) == len(dirs)
+
+
+def test_loading_the_configuration_imports_neither_prometheus_nor_concurrent_futures():
+    """prometheus_client chooses multiprocess mode at import, from a variable Gunicorn sets
+    after loading the configuration; concurrent.futures must wait for gevent's patching."""
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, app.common.gunicorn_conf; "
+            "print(sorted({'prometheus_client', 'concurrent.futures'} & set(sys.modules)))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert loaded.stdout.strip() == "[]"
