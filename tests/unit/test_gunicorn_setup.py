@@ -1,5 +1,5 @@
 """Each service's Gunicorn command line names it as its logs do and gives it a metrics
-directory of its own, under its own data directory, and Gunicorn's JSON configuration, which
+directory of its own, under RUN_DIR (off the data disks), and Gunicorn's JSON configuration, which
 Gunicorn's master can load without importing what must wait for the workers."""
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ def _option(argv: list[str], name: str) -> list[str]:
 
 
 def test_every_service_has_its_name_and_a_metrics_directory_of_its_own(tmp_path):
-    cluster = Cluster.create(data_dir=tmp_path, env={}, replicas=3)
+    run_dir = tmp_path / "run"
+    cluster = Cluster.create(data_dir=tmp_path / "data", env={"RUN_DIR": str(run_dir)}, replicas=3)
     names, dirs = {}, {}
     for service, spec in cluster.specs.items():
         if service == "redis":
@@ -34,11 +35,8 @@ def test_every_service_has_its_name_and_a_metrics_directory_of_its_own(tmp_path)
         "replica-3": "order-3",
         "frontend": "frontend",
     }
-    assert (
-        dirs["replica-2"]
-        == tmp_path / "replica-2" / "metrics" / f"order-2-{cluster.ports.of('replica-2')}"
-    )
-    assert dirs["frontend"] == tmp_path / "metrics" / f"frontend-{cluster.ports.frontend}"
+    assert dirs["replica-2"] == run_dir / "metrics" / f"order-2-{cluster.ports.of('replica-2')}"
+    assert dirs["frontend"] == run_dir / "metrics" / f"frontend-{cluster.ports.frontend}"
     assert len(set(dirs.values())) == len(dirs)
 
 
