@@ -97,7 +97,7 @@ class OrderNode:
         self.appends = threading.Condition(self.lock)  # new entries to send, role, term
         self.undos = threading.Condition(self.lock)  # the outbox has something new
         self.stopping = threading.Event()
-        # Votes asked during an election carry the id of the request that called it.
+        # Votes asked for an election a request started (POST /election) carry its id.
         self.voters = ContextPool(max_workers=max(1, len(self.peers.ids)))
         self.settled_upto = NO_INDEX
         self.threads: list[threading.Thread] = []
