@@ -40,7 +40,13 @@ from typing import IO
 import redis
 import requests
 
-from app.common.config import REDIS_USER, Settings, local_replicas, with_redis_credentials
+from app.common.config import (
+    METRICS_DIR_ENV,
+    REDIS_USER,
+    Settings,
+    local_replicas,
+    with_redis_credentials,
+)
 from app.common.secrets import stored_secret
 from app.orders.log import replica_dir
 from app.outputs import ROOT
@@ -272,13 +278,16 @@ def gunicorn_argv(
     python: str = sys.executable,
     app_module: str | None = None,
 ) -> list[str]:
-    """The command line of an app service (``catalog``, ``replica`` or ``frontend``).
+    """The command line of an app service (``catalog``, ``replica`` or ``frontend``) with
+    ``settings`` of its own (a replica's REPLICA_ID and DATA_DIR).
 
     Both ``toystore up`` (through ``Cluster``) and ``toystore serve`` (the containers) run
     services with this, so a service starts the same way on one machine and in compose.
     ``app_module`` runs another app with that kind's process settings (the benchmark's
-    ceiling app runs with the front-end's).
+    ceiling app runs with the front-end's). Gunicorn's logs, the access log and the metrics
+    directory are set up by ``app.common.gunicorn_conf``.
     """
+    service = settings.service_name(kind)
     if kind == "frontend":
         # Public: gevent by default, so that slow or idle clients cannot take every worker's
         # capacity (docs/security.md, "Slow clients").
@@ -300,6 +309,9 @@ def gunicorn_argv(
         "--graceful-timeout", "3",
         "--keep-alive", str(keepalive),
         "--log-level", "warning",
+        "--config", "python:app.common.gunicorn_conf",
+        "--name", service,
+        "--env", f"{METRICS_DIR_ENV}={settings.metrics_dir(service, port)}",
         *_gunicorn_flags(),
     ]  # fmt: skip
 
@@ -480,7 +492,7 @@ class Cluster:
                 specs[name] = ServiceSpec(name, argv, env_, ports.redis, urls["redis"])
                 continue
             port = ports.of(name)
-            argv = gunicorn_argv(kind, settings, port, python)
+            argv = gunicorn_argv(kind, Settings.from_env(env_), port, python)
             specs[name] = ServiceSpec(name, argv, env_, port, f"{urls[name]}/health")
         return cls(
             settings=settings,

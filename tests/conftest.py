@@ -75,7 +75,8 @@ class ClusterFactory:
             free_ports=True,
             services=services,
             env=_clean_env(),
-            overrides=env,
+            # Metrics files too stay with the test's other files.
+            overrides={"RUN_DIR": str(where / "run"), **(env or {})},
             replicas=replicas,
         )
         self.clusters.append(cluster)

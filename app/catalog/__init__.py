@@ -11,6 +11,7 @@ import logging
 from flask import Flask
 
 from app.catalog.catalog_data import DEFAULT_CATALOG, load_toys
+from app.catalog.metrics import counted
 from app.catalog.publisher import InvalidationPublisher
 from app.catalog.restock import Restocker
 from app.catalog.routes import bp
@@ -25,9 +26,10 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
-    setup_logging("catalog", settings.log_level)
+    service = settings.service_name("catalog")
+    setup_logging(service, settings.log_level)
 
-    app = new_app(__name__, settings.max_body_bytes, settings.require_internal_token())
+    app = new_app(__name__, service, settings.max_body_bytes, settings.require_internal_token())
     app.register_blueprint(bp)
 
     publisher = InvalidationPublisher(
@@ -37,7 +39,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     store = CatalogStore(
         settings.data_dir / CATALOG_FILE,
         synchronous=settings.sqlite_synchronous,
-        on_change=publisher.submit,
+        on_change=counted(publisher.submit),
     )
     source = settings.catalog_data or DEFAULT_CATALOG
     if store.load_if_empty(load_toys(source, settings.max_name_length)):

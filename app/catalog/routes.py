@@ -6,8 +6,9 @@ import sqlite3
 
 from flask import Blueprint, Response, current_app, request
 
+from app.catalog.metrics import STOCKOUTS
 from app.catalog.service import CatalogService
-from app.catalog.store import StoreError
+from app.catalog.store import OutOfStock, StoreError
 from app.common.errors import ApiError, ok, readiness
 from app.common.validation import (
     LOG_KEY_MAX_LENGTH,
@@ -65,6 +66,8 @@ def purchase() -> Reply:
     try:
         result = service.store.purchase(key, name, quantity, term, attempt)
     except StoreError as exc:
+        if isinstance(exc, OutOfStock):
+            STOCKOUTS.inc()
         raise ApiError(exc.status, str(exc)) from None
     return ok(result.as_dict())
 

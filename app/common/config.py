@@ -7,6 +7,7 @@ else reads ``os.environ``. Defaults run the whole store on one machine.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,11 @@ REPLICA_BASE_PORT = 8100  # on one machine, replica i listens on REPLICA_BASE_PO
 MAX_PORT = 65535
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 WORKER_CLASSES = ("gevent", "gthread")  # of the front-end (FRONTEND_WORKER_CLASS)
+# Read by prometheus_client itself: set for each service by its Gunicorn command line.
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# Files that need not survive a restart (the metrics' memory-mapped values), kept off the data
+# disks: writing to a memory-mapped file on a full disk kills the process with SIGBUS.
+DEFAULT_RUN_DIR = Path(tempfile.gettempdir()) / f"toystore-{os.getuid()}"
 
 T = TypeVar("T")
 
@@ -203,6 +209,7 @@ class Settings:
 
     # Files.
     data_dir: Path = Path("var")
+    run_dir: Path = DEFAULT_RUN_DIR
     catalog_data: str = ""  # JSON file of toys; empty: the built-in catalog
     restock_interval: float = 10.0
     restock_amount: int = 100
@@ -270,6 +277,7 @@ class Settings:
             lease_ttl_ms=_int(env, "CACHE_LEASE_TTL_MS", 2000, minimum=1),
             redis_timeout=_float(env, "REDIS_TIMEOUT", 0.5),
             data_dir=Path(_str(env, "DATA_DIR", "var")),
+            run_dir=Path(_str(env, "RUN_DIR", str(cls.run_dir))),
             catalog_data=_str(env, "CATALOG_DATA", ""),
             restock_interval=_float(env, "RESTOCK_INTERVAL", 10.0),
             restock_amount=_int(env, "RESTOCK_AMOUNT", 100, minimum=1),
@@ -336,6 +344,16 @@ class Settings:
         the leader's own catalog call and commit wait, plus a margin, so a slow but healthy
         leader is not mistaken for a dead one."""
         return self.http_timeout + self.commit_timeout + 1.0
+
+    def service_name(self, kind: str) -> str:
+        """The name this process goes by in its logs and metrics: ``frontend``, ``catalog``,
+        or ``order-<REPLICA_ID>`` for a replica (``kind`` is one of those three kinds)."""
+        return f"order-{self.replica_id}" if kind == "replica" else kind
+
+    def metrics_dir(self, service: str, port: int) -> Path:
+        """Where the Gunicorn workers of ``service`` on ``port`` keep their Prometheus values
+        (multiprocess mode), emptied at every start: under RUN_DIR, one per service."""
+        return (self.run_dir / "metrics" / f"{service}-{port}").resolve()
 
     def replica_port(self, replica_id: int) -> int:
         url = self.replicas[replica_id]

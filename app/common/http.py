@@ -15,6 +15,8 @@ import orjson
 import urllib3
 from urllib3.exceptions import HTTPError, NewConnectionError, ProtocolError
 
+from app.common import request_ids
+
 
 class ServiceUnavailable(Exception):
     """The other service did not answer (refused, reset, timed out, or sent no JSON)."""
@@ -53,7 +55,8 @@ class ServiceClient:
 
     Shared by the threads of a process: urllib3's pool is thread-safe and keeps up to
     ``pool_size`` connections open. ``token`` is the store's internal credential: every call
-    carries it as ``Authorization: Bearer <token>`` (this is the one place that adds it).
+    carries it as ``Authorization: Bearer <token>`` (this is the one place that adds it), and
+    the id of the request being served, if any, as ``X-Request-ID``.
     """
 
     def __init__(self, base_url: str, timeout: float, token: str, pool_size: int = 32) -> None:
@@ -74,6 +77,9 @@ class ServiceClient:
         body = None if json is None else orjson.dumps(json)
         all_headers = {"Content-Type": "application/json"} if body is not None else {}
         all_headers.update(self._auth)
+        request_id = request_ids.current()
+        if request_id is not None:
+            all_headers[request_ids.HEADER] = request_id
         all_headers.update(headers or {})
         # A GET goes out a second time only if the server dropped the kept-alive connection
         # before any reply: Gunicorn closes idle connections on its own schedule, and a reused

@@ -1,6 +1,7 @@
 """What every service's Flask app has in common: JSON in and out through orjson, the error
-shape for every failure, a bound on request bodies (chunked ones included), and for internal
-services the check of the store's credential before any route runs."""
+shape for every failure, a bound on request bodies (chunked ones included), the request id
+(taken or made, echoed, held while the request is served), request metrics and ``/metrics``,
+and for internal services the check of the store's credential before any route runs."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
-from flask import Flask, Response, request
+from flask import Flask, Response, g, request
 from flask.json.provider import JSONProvider
 
+from app.common import metrics, request_ids
 from app.common.errors import error_response, register_error_handlers
+from app.common.logs import ACCESS_ENVIRON_KEY
 
 # Probes answer anyone: orchestrators and monitoring carry no credential.
 PROBES = frozenset({"/health", "/ready", "/metrics"})
@@ -59,9 +62,13 @@ def count_streamed_bodies(wsgi_app: WsgiApp, max_body_bytes: int) -> WsgiApp:
 
 
 def new_app(
-    import_name: str, max_body_bytes: int | None, internal_token: str | None = None
+    import_name: str,
+    service: str,
+    max_body_bytes: int | None,
+    internal_token: str | None = None,
 ) -> Flask:
-    """A Flask app with our JSON provider, error handlers and body bound (None: unbounded).
+    """A Flask app with our JSON provider, error handlers and body bound (None: unbounded),
+    its requests followed by id and counted under the name ``service``.
 
     With ``internal_token`` every request but the probes must carry it as a bearer token, or
     it is refused with 401 before any route runs (so it changes nothing)."""
@@ -71,6 +78,9 @@ def new_app(
     if max_body_bytes is not None:
         app.wsgi_app = count_streamed_bodies(app.wsgi_app, max_body_bytes)  # type: ignore[method-assign]
     register_error_handlers(app)
+    # First, so that even a refused request is followed and counted.
+    _follow_request_ids(app)
+    metrics.install(app, service)
     if internal_token is not None:
         expected = f"Bearer {internal_token}".encode()
 
@@ -86,3 +96,25 @@ def new_app(
             return response, status
 
     return app
+
+
+def _follow_request_ids(app: Flask) -> None:
+    """Take the request's X-Request-ID or make one, hold it while the request is served,
+    echo it on the reply, and leave it and the route for the access log."""
+
+    @app.before_request
+    def _take_request_id() -> None:
+        request_id = request_ids.accept(request.headers.get(request_ids.HEADER))
+        g.request_id_token = request_ids.begin(request_id)
+        request.environ[ACCESS_ENVIRON_KEY] = {"request_id": request_id}
+
+    @app.after_request
+    def _echo_request_id(response: Response) -> Response:
+        access = request.environ[ACCESS_ENVIRON_KEY]
+        access["route"] = metrics.route()
+        response.headers[request_ids.HEADER] = access["request_id"]
+        return response
+
+    @app.teardown_request
+    def _drop_request_id(_error: BaseException | None) -> None:
+        request_ids.end(g.request_id_token)

@@ -13,8 +13,9 @@ from app.frontend.services import Frontend
 
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
-    setup_logging("frontend", settings.log_level)
-    app = new_app(__name__, settings.max_body_bytes)
+    service = settings.service_name("frontend")
+    setup_logging(service, settings.log_level)
+    app = new_app(__name__, service, settings.max_body_bytes)
     app.register_blueprint(bp)
     frontend = Frontend.build(settings)
     app.extensions["frontend"] = frontend

@@ -22,6 +22,7 @@ import redis
 
 from app.common.config import Settings
 from app.common.logs import log_event
+from app.frontend.metrics import CACHE_LOOKUPS, INVALIDATIONS
 
 log = logging.getLogger(__name__)
 
@@ -98,12 +99,16 @@ class ProductCache:
         ``load`` returns None for an unknown toy; that answer is not cached.
         """
         if not self.usable:
+            CACHE_LOOKUPS.labels("bypass").inc()
             return load(name)
         cached = self.lookup(name)
         if cached is not None:
+            CACHE_LOOKUPS.labels("hit").inc()
             return cached
         if not self.usable:  # the lookup failed: no second Redis timeout for the lease
+            CACHE_LOOKUPS.labels("bypass").inc()
             return load(name)
+        CACHE_LOOKUPS.labels("miss").inc()
         token = self.begin_fill(name)
         product = load(name)
         if token is not None and product is not None:
@@ -248,6 +253,7 @@ class ProductCache:
         return True
 
     def _on_message(self, data: bytes) -> None:
+        INVALIDATIONS.inc()
         try:
             name = orjson.loads(data)["product"]
             if not isinstance(name, str):

@@ -14,8 +14,8 @@ import contextlib
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import as_completed
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,8 +23,10 @@ from app.common.config import Settings
 from app.common.errors import ApiError
 from app.common.http import Reply, ServiceClient, ServiceUnavailable
 from app.common.logs import log_event
+from app.common.pools import ContextPool
 from app.frontend import leader_choice
 from app.frontend.cache import ProductCache
+from app.frontend.metrics import FAILOVERS, LEADER_ID, LEADER_TERM
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +71,11 @@ class OrderRouter:
             rid: ServiceClient(url, settings.http_timeout, settings.require_internal_token())
             for rid, url in sorted(settings.replicas.items(), reverse=True)
         }
-        self._pool = ThreadPoolExecutor(max_workers=len(self._clients), thread_name_prefix="rpc")
+        # Both pools work on a request's behalf: their calls carry its id (ContextPool).
+        self._pool = ContextPool(max_workers=len(self._clients), thread_name_prefix="rpc")
         # Calls to the leader run here so that the request's thread can look at the replicas
         # while one goes unanswered; an abandoned call keeps its thread until its timeout.
-        self._calls = ThreadPoolExecutor(
+        self._calls = ContextPool(
             max_workers=4 * settings.frontend_threads, thread_name_prefix="leader-call"
         )
         # How often, and how patiently, the replicas are asked while a call goes unanswered:
@@ -248,6 +251,7 @@ class OrderRouter:
             return chosen
         with self._lock:
             first_failure, self._leaderless = not self._leaderless, True
+        LEADER_ID.set(0)
         if first_failure:
             log_event(log, "no leader available", logging.WARNING)
         return None
@@ -277,9 +281,12 @@ class OrderRouter:
             self._leaderless = False
         for client in self._clients.values():
             self._pool.submit(self._notify, client, leader_id, term)
+        LEADER_ID.set(leader_id)
+        LEADER_TERM.set(term)
         if previous != leader_id:
             log_event(log, "leader selected", leader=leader_id, term=term)
             if previous is not None:
+                FAILOVERS.inc()
                 log_event(log, "failover", logging.WARNING, **{"from": previous, "to": leader_id})
 
     def _notify(self, client: ServiceClient, leader_id: int, term: int) -> None:

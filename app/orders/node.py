@@ -23,8 +23,8 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import as_completed
 from contextlib import contextmanager
 from dataclasses import asdict
 
@@ -32,6 +32,7 @@ from app.common.config import ConfigError, Settings
 from app.common.errors import ApiError
 from app.common.http import ServiceUnavailable
 from app.common.logs import log_event
+from app.common.pools import ContextPool
 from app.orders import keys, saga
 from app.orders.elections import Candidacy, PreVoteReply, PreVoteRequest, Verdict
 from app.orders.log import LOG_FILE, SqliteLog
@@ -96,7 +97,8 @@ class OrderNode:
         self.appends = threading.Condition(self.lock)  # new entries to send, role, term
         self.undos = threading.Condition(self.lock)  # the outbox has something new
         self.stopping = threading.Event()
-        self.voters = ThreadPoolExecutor(max_workers=max(1, len(self.peers.ids)))
+        # Votes asked for an election a request started (POST /election) carry its id.
+        self.voters = ContextPool(max_workers=max(1, len(self.peers.ids)))
         self.settled_upto = NO_INDEX
         self.threads: list[threading.Thread] = []
 

@@ -21,7 +21,7 @@ DOCUMENT = ROOT / "app" / "frontend" / "openapi.json"
 
 @pytest.fixture(scope="module")
 def client():
-    app = new_app(__name__, max_body_bytes=4096)
+    app = new_app(__name__, "frontend", max_body_bytes=4096)
     app.register_blueprint(bp)
     return app.test_client()
 
