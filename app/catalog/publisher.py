@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 
 import redis
 from redis.backoff import NoBackoff
@@ -112,7 +113,12 @@ class InvalidationPublisher:
         assert self._client is not None
         pipe = self._client.pipeline(transaction=False)
         for product, (version, reason) in batch.items():
-            message = {"product": product, "version": version, "reason": reason}
+            message = {
+                "product": product,
+                "version": version,
+                "reason": reason,
+                "published_at": time.time(),  # for the front-end's invalidation lag
+            }
             pipe.publish(self.channel, json.dumps(message))
         pipe.execute()
 

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import secrets
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -22,7 +23,7 @@ import redis
 
 from app.common.config import Settings
 from app.common.logs import log_event
-from app.frontend.metrics import CACHE_LOOKUPS, INVALIDATIONS
+from app.frontend.metrics import CACHE_FILLS, CACHE_LOOKUPS, INVALIDATION_LAG, INVALIDATIONS
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +150,7 @@ class ProductCache:
         except redis.RedisError as exc:
             self._failed(exc)
             return False
+        CACHE_FILLS.labels("stored" if stored else "lost").inc()
         return bool(stored)
 
     # Invalidation.
@@ -255,7 +257,8 @@ class ProductCache:
     def _on_message(self, data: bytes) -> None:
         INVALIDATIONS.inc()
         try:
-            name = orjson.loads(data)["product"]
+            message = orjson.loads(data)
+            name = message["product"]
             if not isinstance(name, str):
                 raise TypeError
         except (ValueError, KeyError, TypeError):
@@ -264,6 +267,9 @@ class ProductCache:
             self.flush()
             return
         self._delete(name)
+        published = message.get("published_at")
+        if isinstance(published, int | float) and not isinstance(published, bool):
+            INVALIDATION_LAG.observe(max(0.0, time.time() - published))
 
     # Redis health, logged on transitions only.
 

@@ -7,13 +7,25 @@ itself, so one change of leader counts once in every worker that noticed it.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 CACHE_LOOKUPS = Counter(
     "toystore_frontend_cache_lookups",
     "Product reads by what the cache did: hit, miss (read from the catalog and filled), or"
     " bypass (cache off, or not subscribed to invalidations).",
     ["result"],
+)
+CACHE_FILLS = Counter(
+    "toystore_frontend_cache_fills",
+    "Fills after a miss: stored, or lost (an invalidation took the lease meanwhile, so the"
+    " value read from the catalog may be old and is not stored).",
+    ["result"],
+)
+INVALIDATION_LAG = Histogram(
+    "toystore_frontend_invalidation_lag_seconds",
+    "From the catalog publishing an invalidation to a worker receiving it (the two clocks"
+    " are the machines' wall clocks).",
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
 )
 INVALIDATIONS = Counter(
     "toystore_frontend_invalidations_received",

@@ -22,6 +22,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(bp)
     node = OrderNode(settings)
     app.extensions["order_node"] = node
-    on_scrape(app, lambda: record_state(node.health()))
+    on_scrape(app, lambda: record_state(node.health(), node.replication_lag()))
     node.start()
     return app

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import Gauge
+from prometheus_client import Gauge, Histogram
 
 from app.orders.replication import Role
 
@@ -23,10 +23,23 @@ PENDING_UNDOS = _gauge(
     "toystore_replica_pending_undos", "Undos of purchases not yet delivered to the catalog."
 )
 DISK_FAILED = _gauge("toystore_replica_disk_failed", "1 while the replica's disk fails writes.")
+REPLICATION_LAG = _gauge(
+    "toystore_replica_replication_lag",
+    "On the leader: orders in its log that a follower does not hold yet (0 on followers).",
+    ("follower",),
+)
+COMMIT_SECONDS = Histogram(
+    "toystore_replica_commit_seconds",
+    "On the leader: from an order's append to its commit on a majority.",
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
 
 
-def record_state(health: dict[str, Any]) -> None:
-    """Set the gauges from the replica's health (``OrderNode.health``)."""
+def record_state(health: dict[str, Any], lag: dict[int, int]) -> None:
+    """Set the gauges from the replica's health (``OrderNode.health``) and the followers'
+    lag (``OrderNode.replication_lag``)."""
+    for follower, behind in lag.items():
+        REPLICATION_LAG.labels(str(follower)).set(behind)
     for role in Role:
         ROLE.labels(role.value).set(1 if health["role"] == role.value else 0)
     TERM.set(health["term"])

@@ -33,7 +33,7 @@ from app.common.errors import ApiError
 from app.common.http import ServiceUnavailable
 from app.common.logs import log_event
 from app.common.pools import ContextPool
-from app.orders import keys, saga
+from app.orders import keys, metrics, saga
 from app.orders.elections import Candidacy, PreVoteReply, PreVoteRequest, Verdict
 from app.orders.log import LOG_FILE, SqliteLog
 from app.orders.membership import Plan, Status, decide
@@ -201,6 +201,19 @@ class OrderNode:
                 "pending_undos": len(self.outbox),
             }
 
+    def replication_lag(self) -> dict[int, int]:
+        """Per follower, the orders of the leader's log it does not hold (all 0 unless this
+        replica leads)."""
+        with self.lock:
+            r = self.replica
+            leading = r.role == Role.LEADER
+            return {
+                pid: (r.last_index - r.progress[pid].match_index)
+                if leading and pid in r.progress
+                else 0
+                for pid in r.peer_ids
+            }
+
     def readiness_problems(self) -> list[str]:
         """Why this replica cannot do its part in a quorum right now (empty: it can)."""
         with self.lock:
@@ -295,6 +308,13 @@ class OrderNode:
             return saga.AppendFailed() if entry is None else saga.Appended(entry.index)
 
     def _await_commit(self, key: str, index: int, term: int) -> saga.Event:
+        start = time.monotonic()
+        event = self._commit_of(key, index, term)
+        if isinstance(event, saga.Committed):
+            metrics.COMMIT_SECONDS.observe(time.monotonic() - start)
+        return event
+
+    def _commit_of(self, key: str, index: int, term: int) -> saga.Event:
         deadline = time.monotonic() + self.settings.commit_timeout
         with self.lock:
             while True:

@@ -117,6 +117,28 @@ def test_every_service_exposes_metrics_that_move_with_an_order(store):
     )
 
 
+def test_commit_latency_replication_lag_fills_and_invalidation_lag_are_measured(store):
+    leader = replica_name(current_leader(store))
+    front, lead = store.url("frontend"), store.url(leader)
+    commits = value(scrape(lead), "toystore_replica_commit_seconds_count")
+    requests.get(f"{store.frontend_url}/products/Kite", timeout=5)  # a miss, then a fill
+    place_order(store)
+    assert wait_converged(store, timeout=10)
+    deadline = time.monotonic() + 5
+    while value(scrape(front), "toystore_frontend_invalidation_lag_seconds_count") == 0:
+        assert time.monotonic() < deadline, "no invalidation's lag was measured"
+        time.sleep(0.1)
+    samples = scrape(front)
+    assert value(samples, "toystore_frontend_cache_fills_total", result="stored") >= 1
+    assert value(scrape(lead), "toystore_replica_commit_seconds_count") == commits + 1
+    followers = [replica_name(rid) for rid in store.replica_urls if replica_name(rid) != leader]
+    lags = scrape(lead)
+    for rid in store.replica_urls:
+        if replica_name(rid) in followers:
+            assert ("toystore_replica_replication_lag", frozenset({("follower", str(rid))})) in lags
+            assert value(lags, "toystore_replica_replication_lag", follower=str(rid)) == 0
+
+
 def test_every_metric_a_service_exposes_is_documented(store):
     documented = (ROOT / "docs" / "operations.md").read_text()
     for name in APP_SERVICES:
