@@ -82,7 +82,10 @@ def next_invalidation(pubsub, timeout: float = 3.0) -> dict:
     while time.monotonic() < deadline:
         message = pubsub.get_message(timeout=0.1)
         if message and message["type"] == "message":
-            return json.loads(message["data"])
+            invalidation = json.loads(message["data"])
+            published_at = invalidation.pop("published_at")
+            assert abs(time.time() - published_at) < timeout + 1  # wall clock, for the lag metric
+            return invalidation
     raise AssertionError("no invalidation received")
 
 
