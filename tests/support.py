@@ -69,6 +69,18 @@ def wait_for(condition, timeout: float, what: str):
     return value
 
 
+def wait_workers_subscribed(cluster: Cluster, timeout: float = 20.0) -> None:
+    """Wait until every front-end worker has subscribed to invalidations (its log says so):
+    a worker that boots late misses what was published before it subscribed."""
+    log_file = cluster.log_dir / "frontend.log"
+    workers = cluster.settings.frontend_workers
+
+    def subscribed() -> bool:
+        return log_file.read_text().count('"event": "cache subscribed"') >= workers
+
+    wait_for(subscribed, timeout, f"{workers} front-end workers subscribed")
+
+
 def new_key() -> str:
     return uuid.uuid4().hex
 

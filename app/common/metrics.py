@@ -74,6 +74,19 @@ def on_scrape(app: Flask, hook: Callable[[], None]) -> None:
     app.extensions.setdefault(_SCRAPE_HOOKS, []).append(hook)
 
 
+def totals(counter: Counter) -> list[tuple[dict[str, str], float]]:
+    """The counter's current values with their labels, summed over the workers."""
+    (described,) = counter.describe()
+    total = f"{described.name}_total"
+    return [
+        (sample.labels, sample.value)
+        for family in _registry().collect()
+        if family.name == described.name
+        for sample in family.samples
+        if sample.name == total
+    ]
+
+
 def route() -> str:
     """The route template the current request matched (``/products/<name>``)."""
     rule = request.url_rule

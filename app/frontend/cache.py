@@ -15,6 +15,7 @@ import logging
 import secrets
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -43,6 +44,7 @@ _POLL_SECONDS = 0.1
 _BACKOFF_FIRST = 0.05
 _BACKOFF_MAX = 2.0
 _SCAN_BATCH = 500
+RECENT_INVALIDATIONS = 20
 
 
 class _Resync(Exception):
@@ -63,6 +65,8 @@ class ProductCache:
         self._thread: threading.Thread | None = None
         self._redis_ok = True
         self._redis: redis.Redis | None = None
+        # The latest invalidations this worker received, newest first (for the dashboard).
+        self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_INVALIDATIONS)
         if self.enabled:
             # No client-side retries: a failed call must surface at once so the request is
             # served from the catalog, and so that a dropped subscription is never silently
@@ -267,9 +271,22 @@ class ProductCache:
             self.flush()
             return
         self._delete(name)
+        received = time.time()
         published = message.get("published_at")
+        lag = None
         if isinstance(published, int | float) and not isinstance(published, bool):
-            INVALIDATION_LAG.observe(max(0.0, time.time() - published))
+            lag = max(0.0, received - published)
+            INVALIDATION_LAG.observe(lag)
+        version, reason = message.get("version"), message.get("reason")
+        self.recent.appendleft(
+            {
+                "product": name,
+                "version": version if isinstance(version, int) else None,
+                "reason": reason if isinstance(reason, str) else None,
+                "received_at": received,
+                "lag_seconds": lag,
+            }
+        )
 
     # Redis health, logged on transitions only.
 

@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from concurrent.futures import TimeoutError as FutureTimeout
-from concurrent.futures import as_completed
+from concurrent.futures import as_completed, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,6 +101,15 @@ class OrderRouter:
         if leader is not None and not self._still_leads(leader[0], deadline):
             self._forget(leader[0])
         return self._current_or_select(deadline)
+
+    def survey(self) -> dict[int, dict[str, Any] | None]:
+        """Every replica's health reply by id, asked all at once (None: no answer in time)."""
+        deadline = time.monotonic() + self._health_timeout
+        checks = {rid: self._pool.submit(self._health, rid, deadline) for rid in self._clients}
+        wait(checks.values(), timeout=self._health_timeout + _SURVEY_MARGIN)
+        return {
+            rid: check.result() if check.done() else None for rid, check in sorted(checks.items())
+        }
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

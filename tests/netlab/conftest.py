@@ -7,8 +7,6 @@ the reason. Each test module first removes whatever an earlier, killed run left 
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 
@@ -16,26 +14,11 @@ import pytest
 
 from app.netlab.hosts import PREFIX, cleanup, missing_requirements
 from app.netlab.lab import Lab
+from tests.apt import can_install, install_packages
 from tests.conftest import _clean_env
 from tests.support import NO_RESTOCK
 
 PACKAGES = ("nftables", "iproute2")
-
-
-def _apt_get(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    return subprocess.run(["apt-get", *args], capture_output=True, text=True, env=env)
-
-
-def _install_packages() -> str:
-    """Install the lab's packages; what apt-get said if it could not."""
-    if _apt_get("install", "-y", *PACKAGES).returncode == 0:
-        return ""
-    _apt_get("update")  # the package lists may be missing or stale
-    done = _apt_get("install", "-y", *PACKAGES)
-    if done.returncode == 0:
-        return ""
-    return (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
 
 
 def _namespaces_work() -> str:
@@ -51,8 +34,8 @@ def _namespaces_work() -> str:
 @pytest.fixture(scope="session", autouse=True)
 def lab_requirements() -> None:
     problem = missing_requirements()
-    if problem and os.geteuid() == 0 and shutil.which("apt-get"):
-        said = _install_packages()
+    if problem and can_install():
+        said = install_packages(*PACKAGES)
         problem = missing_requirements()
         if problem and said:
             problem = f"{problem}; apt-get install failed: {said}"

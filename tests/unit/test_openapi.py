@@ -13,7 +13,7 @@ import schemathesis
 from jsonschema_rs import ValidationError
 
 from app.common.web import new_app
-from app.frontend.routes import bp
+from app.frontend import BLUEPRINTS
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENT = ROOT / "app" / "frontend" / "openapi.json"
@@ -22,7 +22,8 @@ DOCUMENT = ROOT / "app" / "frontend" / "openapi.json"
 @pytest.fixture(scope="module")
 def client():
     app = new_app(__name__, "frontend", max_body_bytes=4096)
-    app.register_blueprint(bp)
+    for blueprint in BLUEPRINTS:
+        app.register_blueprint(blueprint)
     return app.test_client()
 
 
