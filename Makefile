@@ -18,7 +18,7 @@ RUNTIME_LOCK := requirements/runtime.lock
 PIP_COMPILE  := $(BIN)/pip-compile --quiet --generate-hashes --strip-extras \
 	--no-emit-index-url --no-emit-find-links --unsafe-package toystore
 
-.PHONY: all install lock run test chaos bench locust eval crash-experiment lint format clean distclean
+.PHONY: all install lock run test chaos partition bench locust eval crash-experiment lint format clean distclean
 
 all: test
 
@@ -45,6 +45,10 @@ test: $(STAMP)
 # A five-minute chaos run: faults under eight shoppers, then the consistency checker.
 chaos: $(STAMP)
 	$(BIN)/toystore chaos
+
+# Ten minutes of cut links in the network lab (root) under eight shoppers, then the checker.
+partition: $(STAMP)
+	$(BIN)/toystore netlab partition --duration 600
 
 # Experiments write their results under var/; UPDATE_DOCS=1 writes them into docs/ instead.
 UPDATE_DOCS_FLAG := $(if $(UPDATE_DOCS),--update-docs,)

@@ -33,6 +33,7 @@ from app.cluster import (
     gunicorn_argv,
     write_redis_acl,
 )
+from app.common.arguments import kind_list
 from app.common.config import REPLICA_BASE_PORT, ConfigError, Settings
 from app.common.logs import setup_logging
 from app.common.secrets import stored_secret
@@ -196,16 +197,6 @@ def _version() -> str:
         return "unknown"
 
 
-def fault_kinds(text: str) -> tuple[str, ...]:
-    """A comma-separated list of chaos fault kinds (for ``--kinds``)."""
-    kinds = tuple(kind.strip() for kind in text.split(",") if kind.strip())
-    unknown = [kind for kind in kinds if kind not in KINDS]
-    if unknown or not kinds:
-        problem = f"unknown fault kinds {unknown}" if unknown else "no fault kind given"
-        raise argparse.ArgumentTypeError(f"{problem}; choose from {', '.join(KINDS)}")
-    return kinds
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="toystore",
@@ -288,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     chaos.add_argument("--short", action="store_true", help="a 30-second round")
     chaos.add_argument(
         "--kinds",
-        type=fault_kinds,
+        type=kind_list(KINDS),
         default=KINDS,
         help=f"comma-separated fault kinds to deal (default: all of {', '.join(KINDS)})",
     )

@@ -101,12 +101,14 @@ class Schedule:
         deck: Sequence[str],
         hold: tuple[float, float],
         gap: tuple[float, float],
+        in_turn_first: bool = False,
     ) -> None:
         self.rng = rng
         self.deck = tuple(deck)
         self.hold = hold
         self.gap = gap
-        self._round: list[str] = []
+        # Dealt from the end: the first round in the deck's order, or shuffled like the rest.
+        self._round: list[str] = list(reversed(self.deck)) if in_turn_first else []
 
     def next_kind(self) -> str:
         if not self._round:
@@ -206,6 +208,9 @@ class Injector:
             "fault", phase="start", kind=fault.kind, targets=fault.targets, t=fault.started,
             **detail,
         )  # fmt: skip
+
+    def hold(self, fault: Fault, seconds: float) -> None:
+        time.sleep(seconds)
 
     def heal(self, fault: Fault) -> None:
         detail: dict[str, object] = {}

@@ -9,19 +9,19 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 
 from app.chaos.checker import Report, check, read_state, stock_problems
 from app.chaos.disks import SmallDisks
-from app.chaos.faults import DISK_FULL, KINDS, InFlight, Injector, Schedule
+from app.chaos.faults import DISK_FULL, KINDS, Fault, InFlight, Injector, Schedule
 from app.chaos.history import History
 from app.cluster import Cluster
-from app.common.config import ConfigError, without_credentials
+from app.common.config import ConfigError, Settings, without_credentials
 from app.common.http import succeeded
 from app.frontend.routes import REPLAYED_HEADER, VERSION_HEADER
 from app.observe import wait_converged, wait_undos_delivered
@@ -42,7 +42,9 @@ BOOKS_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
-class ChaosOptions:
+class RunOptions:
+    """What every fault run takes: how long, how many shoppers, how faults are dealt."""
+
     duration: float = 300.0
     shoppers: int = 8
     replicas: int | None = None  # None: those of ORDER_REPLICAS
@@ -51,10 +53,15 @@ class ChaosOptions:
     max_gap: float = 4.0
     min_hold: float = 0.5
     max_hold: float = 3.0
-    data_dir: Path = Path("var/chaos/data")
-    log_dir: Path = Path("var/chaos/logs")
     history: Path = Path("var/chaos/history.jsonl")
     kinds: tuple[str, ...] = KINDS  # the deck of fault kinds to deal from
+    in_turn_first: bool = False  # deal the first round in the deck's order, then shuffled
+
+
+@dataclass(frozen=True)
+class ChaosOptions(RunOptions):
+    data_dir: Path = Path("var/chaos/data")
+    log_dir: Path = Path("var/chaos/logs")
 
 
 class Shopper(threading.Thread):
@@ -202,9 +209,97 @@ def settle(cluster: Cluster, history: History) -> None:
         time.sleep(0.5)
 
 
+class Injection(Protocol):
+    """What a run needs of the faults it deals: process and disk faults on one machine
+    (``app.chaos.faults.Injector``) or cut links in the network lab
+    (``app.netlab.partitions.PartitionInjector``)."""
+
+    def plan(self, kind: str) -> Fault | None: ...
+
+    def inject(self, fault: Fault) -> None: ...
+
+    def hold(self, fault: Fault, seconds: float) -> None: ...
+
+    def heal(self, fault: Fault) -> None: ...
+
+    def heal_everything(self) -> None: ...
+
+
+def new_seed(seed: int | None) -> int:
+    return seed if seed is not None else random.SystemRandom().randrange(2**32)
+
+
+def require_fault_tolerance(settings: Settings) -> None:
+    if len(settings.replicas) <= settings.quorum_size:
+        # Every replica fault would then be a loss of the quorum, and its 503s unexplained.
+        raise ConfigError(
+            f"a fault run needs order replicas that survive one failure; "
+            f"{len(settings.replicas)} with a quorum of {settings.quorum_size} do not"
+        )
+
+
+def drive(
+    cluster: Cluster,
+    injection: Injection,
+    options: RunOptions,
+    *,
+    history: History,
+    in_flight: InFlight,
+    rng: random.Random,
+    seed: int,
+    deck: Sequence[str],
+    left_out: Mapping[str, str],
+) -> Report:
+    """The part every fault run shares, on a started ``cluster``: shoppers, faults dealt from
+    ``deck`` until ``options.duration`` is up, then healing, settling and the checker."""
+    settings = cluster.settings
+    timeout = settings.order_deadline + TIMEOUT_MARGIN
+    stop = threading.Event()
+    toys = [p["name"] for p in requests.get(f"{cluster.frontend_url}/products").json()["data"]]
+    history.record(
+        "meta", seed=seed, duration=options.duration, shoppers=options.shoppers,
+        request_timeout=timeout, order_deadline=settings.order_deadline,
+        replicas=sorted(cluster.replica_urls), data_dir=str(cluster.data_dir),
+        log_dir=str(cluster.log_dir), redis_url=without_credentials(cluster.redis_url),
+        cache_prefix=settings.cache_prefix, kinds=list(deck), left_out=dict(left_out),
+    )  # fmt: skip
+    shoppers = [
+        Shopper(
+            i, cluster.frontend_url, toys, history, timeout, rng.randrange(2**32), stop, in_flight
+        )
+        for i in range(options.shoppers)
+    ]
+    try:
+        for shopper in shoppers:
+            shopper.start()
+        schedule = Schedule(
+            rng, deck, (options.min_hold, options.max_hold), (options.min_gap, options.max_gap),
+            in_turn_first=options.in_turn_first,
+        )  # fmt: skip
+        end = time.monotonic() + options.duration
+        time.sleep(min(options.min_gap, options.duration))
+        while time.monotonic() < end:
+            fault = injection.plan(schedule.next_kind())
+            if fault is None:
+                continue
+            injection.inject(fault)
+            injection.hold(fault, schedule.hold_time())
+            injection.heal(fault)
+            time.sleep(max(0.0, min(schedule.gap_time(), end - time.monotonic())))
+    finally:
+        stop.set()
+    for shopper in shoppers:
+        shopper.join(timeout + 5)
+    history.record("note", t=history.now(), message="shoppers stopped; healing")
+    injection.heal_everything()
+    settle(cluster, history)
+    history.close()
+    return check(history.path, cluster.data_dir, redis_url=cluster.redis_url)
+
+
 def run(options: ChaosOptions, env: Mapping[str, str] | None = None) -> Report:
     """Run one chaos round; ``env`` is the store's environment (default: this process's)."""
-    seed = options.seed if options.seed is not None else random.SystemRandom().randrange(2**32)
+    seed = new_seed(options.seed)
     rng = random.Random(seed)
     for path in (options.data_dir, options.log_dir):
         shutil.rmtree(path, ignore_errors=True)
@@ -215,16 +310,8 @@ def run(options: ChaosOptions, env: Mapping[str, str] | None = None) -> Report:
         env=env,
         replicas=options.replicas,
     )
-    settings = cluster.settings
-    if len(settings.replicas) <= settings.quorum_size:
-        # Every replica fault would then be a loss of the quorum, and its 503s unexplained.
-        raise ConfigError(
-            f"a chaos run needs order replicas that survive one failure; "
-            f"{len(settings.replicas)} with a quorum of {settings.quorum_size} do not"
-        )
-    timeout = settings.order_deadline + TIMEOUT_MARGIN
+    require_fault_tolerance(cluster.settings)
     history = History(options.history)
-    stop = threading.Event()
     in_flight = InFlight()
     with SmallDisks() as small_disks:
         try:
@@ -241,54 +328,11 @@ def run(options: ChaosOptions, env: Mapping[str, str] | None = None) -> Report:
             if not deck:
                 raise ConfigError(f"no fault kind left to deal: {left_out}")
             cluster.start()
-            toys = [
-                p["name"] for p in requests.get(f"{cluster.frontend_url}/products").json()["data"]
-            ]
-            history.record(
-                "meta", seed=seed, duration=options.duration, shoppers=options.shoppers,
-                request_timeout=timeout, order_deadline=settings.order_deadline,
-                replicas=sorted(cluster.replica_urls), data_dir=str(cluster.data_dir),
-                log_dir=str(cluster.log_dir), redis_url=without_credentials(cluster.redis_url),
-                cache_prefix=settings.cache_prefix, kinds=deck, left_out=left_out,
-            )  # fmt: skip
-            shoppers = [
-                Shopper(
-                    i,
-                    cluster.frontend_url,
-                    toys,
-                    history,
-                    timeout,
-                    rng.randrange(2**32),
-                    stop,
-                    in_flight,
-                )  # fmt: skip
-                for i in range(options.shoppers)
-            ]
-            for shopper in shoppers:
-                shopper.start()
             injector = Injector(cluster, history, rng, in_flight)
-            schedule = Schedule(
-                rng, deck, (options.min_hold, options.max_hold), (options.min_gap, options.max_gap)
-            )
-            end = time.monotonic() + options.duration
-            time.sleep(min(options.min_gap, options.duration))
-            while time.monotonic() < end:
-                fault = injector.plan(schedule.next_kind())
-                if fault is None:
-                    continue
-                injector.inject(fault)
-                time.sleep(schedule.hold_time())
-                injector.heal(fault)
-                time.sleep(max(0.0, min(schedule.gap_time(), end - time.monotonic())))
-            stop.set()
-            for shopper in shoppers:
-                shopper.join(timeout + 5)
-            history.record("note", t=history.now(), message="shoppers stopped; healing")
-            injector.heal_everything()
-            settle(cluster, history)
-            history.close()
-            return check(options.history, cluster.data_dir, redis_url=cluster.redis_url)
+            return drive(
+                cluster, injector, options, history=history, in_flight=in_flight, rng=rng,
+                seed=seed, deck=deck, left_out=left_out,
+            )  # fmt: skip
         finally:
-            stop.set()
             history.close()
             cluster.stop()

@@ -9,9 +9,12 @@ from pathlib import Path
 
 from app.client.cli import at_least_one
 from app.cluster import ClusterError
+from app.common.arguments import kind_list
 from app.common.config import ConfigError, without_credentials
+from app.netlab import partitions
 from app.netlab.hosts import BRIDGE, BRIDGE_ADDRESS, LabError, cleanup
 from app.netlab.lab import CLIENT, Lab
+from app.netlab.partitions import PARTITION_KINDS, PartitionOptions
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -47,6 +50,30 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 1
     print("lab stopped and removed", file=sys.stderr, flush=True)
     return 0
+
+
+def cmd_partition(args: argparse.Namespace) -> int:
+    """Cut links under shoppers for ``--duration`` seconds, then check the history."""
+    options = PartitionOptions(
+        duration=args.duration,
+        shoppers=args.shoppers,
+        replicas=args.replicas,
+        seed=args.seed,
+        run_dir=args.run_dir,
+        history=args.run_dir / "history.jsonl",
+        kinds=args.kinds,
+    )
+    try:
+        report = partitions.run(options)
+    except (ConfigError, LabError, ClusterError) as exc:
+        print(f"toystore: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("toystore: partition run interrupted; lab removed", file=sys.stderr)
+        return 130
+    print(report.render())
+    print(f"history: {options.history}")
+    return 0 if report.passed else 1
 
 
 def cmd_cleanup(args: argparse.Namespace) -> int:
@@ -86,5 +113,40 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="run N order replicas, ids 1..N (default: those of ORDER_REPLICAS)",
     )
     up.set_defaults(func=cmd_up)
+
+    defaults = PartitionOptions()
+    partition = actions.add_parser(
+        "partition",
+        help="cut links under concurrent shoppers, then check the history (docs/reliability.md)",
+        description="Each partition kind once in turn, then in shuffled rounds, under "
+        "shoppers with a history; then heal, settle and check: no acknowledged order lost, "
+        "no order number with two contents, no stale read, stock conserved, identical logs.",
+    )
+    partition.add_argument(
+        "--duration", type=float, default=defaults.duration, help="seconds (default 300)"
+    )
+    partition.add_argument(
+        "--shoppers", type=at_least_one, default=defaults.shoppers, help="concurrent shoppers"
+    )
+    partition.add_argument(
+        "--replicas",
+        type=at_least_one,
+        default=None,
+        help="order replicas, ids 1..N (default: those of ORDER_REPLICAS)",
+    )
+    partition.add_argument("--seed", type=int, default=None, help="seed of the schedule")
+    partition.add_argument(
+        "--run-dir",
+        type=Path,
+        default=defaults.run_dir,
+        help=f"the run's data, logs and history.jsonl (default: {defaults.run_dir})",
+    )
+    partition.add_argument(
+        "--kinds",
+        type=kind_list(PARTITION_KINDS),
+        default=PARTITION_KINDS,
+        help=f"comma-separated partition kinds (default: all of {', '.join(PARTITION_KINDS)})",
+    )
+    partition.set_defaults(func=cmd_partition)
     clean = actions.add_parser("cleanup", help="remove every namespace and link a lab left behind")
     clean.set_defaults(func=cmd_cleanup)

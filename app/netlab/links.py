@@ -164,8 +164,8 @@ class Links:
         log_event(
             log,
             "links changed",
-            cut=_describe(wanted - self.current),
-            healed=_describe(self.current - wanted),
+            cut=describe(wanted - self.current),
+            healed=describe(self.current - wanted),
             in_force=len(wanted),
         )
         self.current = frozenset(wanted)
@@ -200,5 +200,5 @@ class Links:
         ]
 
 
-def _describe(cuts: Iterable[Cut]) -> list[str]:
+def describe(cuts: Iterable[Cut]) -> list[str]:
     return [f"{cut.src}->{cut.dst}" for cut in sorted(cuts)]
