@@ -139,6 +139,9 @@ class ProductCache:
         token = secrets.token_hex(8)
         try:
             self._redis.set(self.lease_key(name), token, px=self._lease_ttl_ms)
+        except redis.OutOfMemoryError:
+            _refused()
+            return None
         except redis.RedisError as exc:
             self._failed(exc)
             return None
@@ -151,6 +154,9 @@ class ProductCache:
                 keys=[self.product_key(name), self.lease_key(name)],
                 args=[token, orjson.dumps(product)],
             )
+        except redis.OutOfMemoryError:
+            _refused()
+            return False
         except redis.RedisError as exc:
             self._failed(exc)
             return False
@@ -307,3 +313,10 @@ class ProductCache:
         if not self._redis_ok:
             self._redis_ok = True
             log_event(log, "redis reachable again")
+
+
+def _refused() -> None:
+    """Redis is at maxmemory with nothing it may evict (client buffers fill the rest) and
+    refused a fill's write. Nothing was written, so nothing can be stale: this one read goes
+    uncached, and the cache stays in use (no flush, no resubscription)."""
+    CACHE_FILLS.labels("refused").inc()

@@ -17,8 +17,9 @@ CACHE_LOOKUPS = Counter(
 )
 CACHE_FILLS = Counter(
     "toystore_frontend_cache_fills",
-    "Fills after a miss: stored, or lost (an invalidation took the lease meanwhile, so the"
-    " value read from the catalog may be old and is not stored).",
+    "Fills after a miss: stored, lost (an invalidation took the lease meanwhile, so the"
+    " value read from the catalog may be old and is not stored), or refused (Redis at"
+    " maxmemory with nothing left to evict).",
     ["result"],
 )
 INVALIDATION_LAG = Histogram(

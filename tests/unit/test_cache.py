@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from prometheus_client import REGISTRY
 
 from app.common.config import Settings
 from app.frontend.cache import ProductCache
@@ -265,3 +266,29 @@ def test_lru_eviction_keeps_reads_correct(cache, server):
     assert int(server.info("stats")["evicted_keys"]) > 0
     for name in ("Toy0", "Toy300", "Toy599"):
         assert cache.get(name, lambda n: products.get(n))["quantity"] == products[name]["quantity"]
+
+
+def test_a_full_redis_refuses_fills_without_taking_the_cache_out_of_use(cache, catalog, server):
+    """At maxmemory with nothing to evict Redis answers OOM to writes: that read goes
+    uncached, and the cache is neither flushed nor bypassed (the ratio must not fall to 0)."""
+    assert cache.get("Tux", catalog.load)["version"] == 1  # cached before Redis fills up
+    server.config_set("maxmemory-policy", "noeviction")  # nothing may be evicted: OOM at once
+    server.config_set("maxmemory", "1")
+    try:
+        catalog.products["Kite"] = {"name": "Kite", "price": 3.0, "quantity": 5, "version": 1}
+        refused_before = _fills("refused")
+        for _ in range(3):
+            assert cache.get("Kite", catalog.load)["quantity"] == 5
+        assert _fills("refused") == refused_before + 3
+        assert cache.usable  # still subscribed: no flush, no resync
+        reads = catalog.reads
+        assert cache.get("Tux", catalog.load)["version"] == 1
+        assert catalog.reads == reads  # Tux is still served from Redis
+    finally:
+        server.config_set("maxmemory", "0")
+        server.config_set("maxmemory-policy", "allkeys-lru")
+    assert cache.get("Kite", catalog.load) and server.exists(cache.product_key("Kite"))
+
+
+def _fills(result: str) -> float:
+    return REGISTRY.get_sample_value("toystore_frontend_cache_fills_total", {"result": result}) or 0
