@@ -77,8 +77,14 @@ def test_targets_are_ratios_against_the_same_runs_baselines():
         "orders": {"16": _load(320, 18, 60)},
         "invalidation_lag_ms": {"samples": 10, "p50": 2, "p99": 11, "max": 12},
         "failover": {"max_order_ms": 900, "p50_ms": 20, "orders": 100, "client_errors": 0},
+        "zipf_hit_ratio": {
+            "0 KiB": {"vs_ideal": None},  # no room even for the exact LRU: not judged
+            "256 KiB": {"vs_ideal": 0.85},
+            "4096 KiB": {"vs_ideal": 0.99},
+        },
     }
     met = {t["target"]: (t["measured"], t["met"]) for t in run.targets(results)}
+    assert met["Zipf hit ratio / exact LRU (worst headroom)"] == (0.85, False)
     assert met["cached query / ceiling throughput"] == (0.9, True)
     assert met["cached / cache-off throughput"] == (1.8, True)
     assert met["invalidation lag p99 (ms)"] == (11, False)
@@ -102,7 +108,15 @@ def test_results_replace_only_their_block_of_the_page(tmp_path):
         "invalidation_lag_ms": {"samples": 1, "p50": 1, "p99": 1, "max": 1},
         "failover": {"max_order_ms": 1, "orders": 1, "client_errors": 0},
         "zipf_requests": 10,
-        "zipf_hit_ratio": {"512 KiB": {"hit_ratio": 0.5, "evicted_keys": 3}},
+        "zipf_hit_ratio": {
+            "512 KiB": {
+                "hit_ratio": 0.5,
+                "ideal_lru": 0.6,
+                "vs_ideal": 0.833,
+                "entries": 40,
+                "evicted_keys": 3,
+            }
+        },
     }
     run.write(results, tmp_path / "bench" / "results.json", tmp_path / "performance.md")
     text = page.read_text()
