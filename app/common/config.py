@@ -181,7 +181,7 @@ class SentinelURL:
 
 
 def is_sentinel_url(url: str) -> bool:
-    return url.startswith(f"{SENTINEL_SCHEME}://")
+    return url.lower().startswith(f"{SENTINEL_SCHEME}://")
 
 
 def parse_sentinel_url(url: str) -> SentinelURL:
@@ -241,12 +241,12 @@ def check_redis_url(url: str) -> None:
     if not url:
         return
     scheme, sep, _ = url.partition("://")
-    if not sep or scheme not in REDIS_SCHEMES:
+    if not sep or scheme.lower() not in REDIS_SCHEMES:
         schemes = ", ".join(f"{name}://" for name in REDIS_SCHEMES)
         raise ConfigError(
             f"REDIS_URL must start with one of {schemes}, got {without_credentials(url)!r}"
         )
-    if scheme == SENTINEL_SCHEME:
+    if is_sentinel_url(url):
         parse_sentinel_url(url)
 
 
