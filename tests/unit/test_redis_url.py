@@ -55,6 +55,19 @@ def test_a_password_alone_logs_in_as_the_default_user() -> None:
     assert (parsed.username, parsed.password) == (None, "secret")
 
 
+@pytest.mark.parametrize(
+    "url", ["redis://h:6379/0", "rediss://h:6380", "unix:///run/redis.sock", "REDIS://h:6379"]
+)
+def test_the_other_redis_urls_are_taken_as_they_are(url: str) -> None:
+    assert Settings.from_env({"REDIS_URL": url}).redis_url == url
+
+
+def test_the_scheme_is_matched_in_any_case() -> None:
+    url = "Redis+Sentinel://a:1/cache"
+    assert Settings.from_env({"REDIS_URL": url}).redis_url == url
+    assert isinstance(redis_client(url, 0.25).connection_pool, SentinelConnectionPool)
+
+
 def test_redis_password_fills_in_the_store_user() -> None:
     settings = Settings.from_env(
         {"REDIS_URL": "redis+sentinel://a:1,b:2/cache", "REDIS_PASSWORD": "pw/1"}
