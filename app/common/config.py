@@ -197,7 +197,7 @@ def parse_sentinel_url(url: str) -> SentinelURL:
     service, _, db = path.partition("/")
     if not service:
         raise ConfigError(f"REDIS_URL {shown!r} names no service (.../<service-name>)")
-    if db and not db.isdigit():
+    if db and not (db.isascii() and db.isdigit()):
         raise ConfigError(f"REDIS_URL {shown!r}: the database must be a number, got {db!r}")
     username, _, password = userinfo.partition(":")
     return SentinelURL(
@@ -225,6 +225,7 @@ def _sentinel_address(item: str, shown: str) -> tuple[str, int]:
 
 
 def _sentinel_password(query: str, shown: str) -> str | None:
+    """The query's ``sentinel_password``, the one parameter understood; None if not given."""
     password = None
     for name, value in parse_qsl(query, keep_blank_values=True):
         if name != SENTINEL_PASSWORD:

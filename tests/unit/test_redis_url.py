@@ -93,6 +93,7 @@ def test_redis_password_fills_in_the_store_user() -> None:
         ("redis+sentinel://:1/cache", "Sentinel ':1' is not host:port"),
         ("redis+sentinel://[::1/cache", "Sentinel '\\[::1' is not host:port"),
         ("redis+sentinel://a:1/cache/one", "the database must be a number, got 'one'"),
+        ("redis+sentinel://a:1/cache/²", "the database must be a number, got '²'"),
         ("redis+sentinel://a:1/cache?db=2", "unknown parameter 'db'"),
         ("redis-sentinel://a:1/cache", "must start with one of redis://, rediss://, unix://"),
         ("localhost:6379", "must start with one of"),
