@@ -195,11 +195,12 @@ def write_redis_acl(path: Path, password: str) -> None:
         out.write(f"user default off\nuser {REDIS_USER} on #{digest} ~* &* +@all\n")
 
 
-def redis_argv(port: int, host: str, data_dir: Path) -> list[str]:
-    """The command line of the store's Redis, from the project's redis.conf, with the users
-    of ``own_redis_password`` (in ``data_dir``)."""
+def redis_argv(port: int, host: str, data_dir: Path, conf: Path = REDIS_CONF) -> list[str]:
+    """The command line of the store's Redis, from ``conf`` (the project's redis.conf, or a
+    copy of it that Redis may rewrite), with the users of ``own_redis_password`` (in
+    ``data_dir``)."""
     return [
-        redis_server_binary(), str(REDIS_CONF),
+        redis_server_binary(), str(conf),
         "--port", str(port),
         "--bind", host,
         "--dir", str(data_dir),

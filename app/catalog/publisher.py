@@ -13,11 +13,8 @@ import logging
 import threading
 import time
 
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
-
 from app.common.logs import log_event
+from app.common.redis_client import redis_client
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +31,10 @@ class InvalidationPublisher:
         self.channel = channel
         self._initial_backoff = initial_backoff
         self._max_backoff = max_backoff
-        # No retries inside redis-py: this thread does its own backoff, and a retry there
-        # would only delay noticing that Redis is gone.
-        self._client = redis.Redis.from_url(
-            redis_url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),
-        )
+        # No retries inside redis-py (redis_client): this thread does its own backoff, and a
+        # retry there would only delay noticing that Redis is gone. With Sentinels, the retry
+        # of a failed batch goes to the primary they name by then.
+        self._client = redis_client(redis_url, timeout)
         self._pending: dict[str, tuple[int, str]] = {}
         self._in_flight = False
         self._cond = threading.Condition()

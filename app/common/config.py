@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 DEFAULT_REPLICA_COUNT = 3
 REPLICA_BASE_PORT = 8100  # on one machine, replica i listens on REPLICA_BASE_PORT + i
@@ -134,6 +134,10 @@ def _secret(env: _Env, name: str) -> str:
 
 
 REDIS_USER = "toystore"  # the Redis ACL user of the store (the default user is off)
+SENTINEL_PASSWORD = "sentinel_password"  # the query parameter of a redis+sentinel:// URL
+SENTINEL_SCHEME = "redis+sentinel"
+REDIS_SCHEMES = ("redis", "rediss", "unix", SENTINEL_SCHEME)
+_URL_SECRETS = ("password", SENTINEL_PASSWORD)
 
 
 def with_redis_credentials(url: str, password: str) -> str:
@@ -146,10 +150,105 @@ def with_redis_credentials(url: str, password: str) -> str:
 
 
 def without_credentials(url: str) -> str:
-    """``url`` with any user and password taken out: what may be written to a log or file."""
+    """``url`` with any user and password taken out, also passwords given as query parameters
+    (``sentinel_password``): what may be written to a log or file."""
     scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    rest, _, query = rest.partition("?")
     host, slash, path = rest.partition("/")
-    return f"{scheme}{sep}{host.rpartition('@')[2]}{slash}{path}" if sep else url
+    kept = "&".join(
+        item for item in query.split("&") if item and item.partition("=")[0] not in _URL_SECRETS
+    )
+    return f"{scheme}{sep}{host.rpartition('@')[2]}{slash}{path}{'?' if kept else ''}{kept}"
+
+
+@dataclass(frozen=True)
+class SentinelURL:
+    """A REDIS_URL naming Sentinels rather than a Redis (docs/operations.md):
+
+    ``redis+sentinel://[user:password@]host:port[,host:port...]/service[/db]``, optionally
+    ``?sentinel_password=...``. The user and password are for the data nodes (REDIS_PASSWORD
+    fills them in as for any REDIS_URL); ``sentinel_password``, for the Sentinels themselves.
+    Every Sentinel needs its port; ``db`` is 0 if left out."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    service: str
+    db: int = 0
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    sentinel_password: str | None = field(default=None, repr=False)
+
+
+def is_sentinel_url(url: str) -> bool:
+    return url.lower().startswith(f"{SENTINEL_SCHEME}://")
+
+
+def parse_sentinel_url(url: str) -> SentinelURL:
+    """The parts of a ``redis+sentinel://`` URL; ConfigError saying what is wrong with it."""
+    shown = without_credentials(url)
+    rest, _, query = url.partition("://")[2].partition("?")
+    netloc, _, path = rest.partition("/")
+    userinfo, _, hosts = netloc.rpartition("@")
+    items = [item.strip() for item in hosts.split(",")]
+    sentinels = tuple(_sentinel_address(item, shown) for item in items if item)
+    if not sentinels:
+        raise ConfigError(f"REDIS_URL {shown!r} names no Sentinel (host:port,host:port,...)")
+    service, _, db = path.partition("/")
+    if not service:
+        raise ConfigError(f"REDIS_URL {shown!r} names no service (.../<service-name>)")
+    if db and not (db.isascii() and db.isdigit()):
+        raise ConfigError(f"REDIS_URL {shown!r}: the database must be a number, got {db!r}")
+    username, _, password = userinfo.partition(":")
+    return SentinelURL(
+        sentinels=sentinels,
+        service=unquote(service),
+        db=int(db or 0),
+        username=unquote(username) or None,
+        password=unquote(password) or None,
+        sentinel_password=_sentinel_password(query, shown),
+    )
+
+
+def _sentinel_address(item: str, shown: str) -> tuple[str, int]:
+    try:
+        parts = urlsplit(f"//{item}")
+        host, port = parts.hostname, parts.port
+    except ValueError:  # a port out of range or not a number, or a broken [IPv6] address
+        host = port = None
+    if not host or not port:
+        raise ConfigError(
+            f"REDIS_URL {shown!r}: Sentinel {item!r} is not host:port with a port from 1 to "
+            f"{MAX_PORT}"
+        )
+    return host, port
+
+
+def _sentinel_password(query: str, shown: str) -> str | None:
+    """The query's ``sentinel_password``, the one parameter understood; None if not given."""
+    password = None
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name != SENTINEL_PASSWORD:
+            raise ConfigError(
+                f"REDIS_URL {shown!r} has an unknown parameter {name!r}"
+                f" (only {SENTINEL_PASSWORD} is understood)"
+            )
+        password = value or None
+    return password
+
+
+def check_redis_url(url: str) -> None:
+    """ConfigError if REDIS_URL cannot name a Redis; empty is fine (the store's own)."""
+    if not url:
+        return
+    scheme, sep, _ = url.partition("://")
+    if not sep or scheme.lower() not in REDIS_SCHEMES:
+        schemes = ", ".join(f"{name}://" for name in REDIS_SCHEMES)
+        raise ConfigError(
+            f"REDIS_URL must start with one of {schemes}, got {without_credentials(url)!r}"
+        )
+    if is_sentinel_url(url):
+        parse_sentinel_url(url)
 
 
 def _has_port(url: str) -> bool:
@@ -262,6 +361,11 @@ class Settings:
             replicas = parse_replicas(_str(env, "ORDER_REPLICAS", DEFAULT_REPLICAS))
         except ConfigError as exc:
             replicas = env.refuse(str(exc), {})
+        redis_url = _str(env, "REDIS_URL", "")
+        try:
+            check_redis_url(redis_url)
+        except ConfigError as exc:
+            redis_url = env.refuse(str(exc), "")
         settings = cls(
             host=_str(env, "HOST", "127.0.0.1"),
             frontend_port=_port(env, "FRONTEND_PORT", 8000),
@@ -269,7 +373,7 @@ class Settings:
             catalog_url=_str(env, "CATALOG_URL", f"http://127.0.0.1:{catalog_port}").rstrip("/"),
             replicas=replicas,
             replica_id=_int(env, "REPLICA_ID", 0),
-            redis_url=_str(env, "REDIS_URL", ""),
+            redis_url=redis_url,
             redis_port=_port(env, "REDIS_PORT", 8379),
             cache_enabled=_bool(env, "CACHE_ENABLED", True),
             cache_prefix=_str(env, "CACHE_PREFIX", "toystore"),

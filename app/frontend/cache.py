@@ -24,6 +24,7 @@ import redis
 
 from app.common.config import Settings
 from app.common.logs import log_event
+from app.common.redis_client import redis_client
 from app.frontend.metrics import CACHE_FILLS, CACHE_LOOKUPS, INVALIDATION_LAG, INVALIDATIONS
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ _POLL_SECONDS = 0.1
 _BACKOFF_FIRST = 0.05
 _BACKOFF_MAX = 2.0
 _SCAN_BATCH = 500
+_HEALTH_CHECK_SECONDS = 5  # a connection idle this long is PINGed before use
 RECENT_INVALIDATIONS = 20
 
 
@@ -68,15 +70,15 @@ class ProductCache:
         # The latest invalidations this worker received, newest first (for the dashboard).
         self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_INVALIDATIONS)
         if self.enabled:
-            # No client-side retries: a failed call must surface at once so the request is
-            # served from the catalog, and so that a dropped subscription is never silently
-            # re-established by redis-py without our flush.
-            self._redis = redis.Redis.from_url(
+            # No client-side retries (redis_client): a failed call must surface at once so the
+            # request is served from the catalog, and so that a dropped subscription is never
+            # silently re-established by redis-py without our flush. With Sentinels, every
+            # new connection (and so every resubscription and its flush) goes to the primary
+            # they name at that moment.
+            self._redis = redis_client(
                 settings.effective_redis_url,
-                socket_timeout=settings.redis_timeout,
-                socket_connect_timeout=settings.redis_timeout,
-                retry=redis.retry.Retry(redis.backoff.NoBackoff(), 0),
-                health_check_interval=5,
+                settings.redis_timeout,
+                health_check_interval=_HEALTH_CHECK_SECONDS,
             )
             self._store = self._redis.register_script(_STORE_IF_LEASED)
 
