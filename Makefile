@@ -48,7 +48,7 @@ chaos: $(STAMP)
 
 # Ten minutes of cut links in the network lab (root) under eight shoppers, then the checker.
 partition: $(STAMP)
-	$(BIN)/toystore netlab partition --duration 600
+	$(BIN)/toystore netlab partition
 
 # Experiments write their results under var/; UPDATE_DOCS=1 writes them into docs/ instead.
 UPDATE_DOCS_FLAG := $(if $(UPDATE_DOCS),--update-docs,)

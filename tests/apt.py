@@ -9,7 +9,8 @@ import subprocess
 
 def _apt_get(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    return subprocess.run(["apt-get", *args], capture_output=True, text=True, env=env)
+    # A dpkg lock held elsewhere must not hang the suite: give up after ten minutes.
+    return subprocess.run(["apt-get", *args], capture_output=True, text=True, env=env, timeout=600)
 
 
 def can_install() -> bool:

@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import json
 
-import redis
 from flask import Flask, Response
 
 from app.common.config import Settings
+from app.common.redis_client import redis_client
 
 KEY = "toystore:bench:ceiling"
 
 
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings.from_env()
-    client = redis.Redis.from_url(
-        settings.effective_redis_url, socket_timeout=settings.redis_timeout
-    )
+    client = redis_client(settings.effective_redis_url, settings.redis_timeout)
     client.set(KEY, json.dumps({"name": "Tux", "price": 15.99, "quantity": 100}))
     app = Flask(__name__)
 

@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
-import redis
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -25,6 +24,7 @@ from app.bench.loadgen import LoadResult, run_load
 from app.bench.lru import ideal_lru_hits
 from app.catalog.catalog_data import write_catalog
 from app.cluster import Cluster, free_ports, gunicorn_argv, replica_name
+from app.common.redis_client import redis_client
 
 USERS = 16  # the concurrency the targets are stated at
 
@@ -141,7 +141,7 @@ def invalidation_lag(workdir: Path, samples: int = 200) -> list[float]:
     """
     lags = []
     with store(workdir, "lag", RESTOCK_INTERVAL="1") as cluster:
-        client = redis.Redis.from_url(cluster.redis_url)
+        client = redis_client(cluster.redis_url, timeout=10)
         client.config_set("notify-keyspace-events", "Kg")
         session = requests.Session()
         toys = ["Tux", "Whale", "Fox", "Python", "Lego", "Frisbee"]
@@ -219,7 +219,7 @@ def zipf_hit_ratio(
     picks = random.Random(7).choices(names, weights=weights, k=requests_per_point)
     results = {}
     with store(workdir, "zipf", CATALOG_DATA=str(catalog), RESTOCK_INTERVAL="3600") as cluster:
-        client = redis.Redis.from_url(cluster.redis_url)
+        client = redis_client(cluster.redis_url, timeout=10)
         products = f"{cluster.settings.cache_prefix}:product:*"
         for headroom in headroom_list:
             client.flushdb()

@@ -31,6 +31,7 @@ from app.catalog.store import (
 from app.chaos.faults import KILL_FRONTEND_WORKER, NO_CATALOG_KINDS, NO_MAJORITY_KINDS
 from app.chaos.history import read_history
 from app.common.http import succeeded
+from app.common.redis_client import redis_client
 from app.orders.log import read_replicated_log, replica_log_path
 from app.orders.replication import Entry
 
@@ -433,7 +434,7 @@ def _check_replay_marks(requests: list[dict[str, Any]], report: Report) -> None:
 def _check_cache(redis_url: str, prefix: str, data_dir: Path, report: Report) -> None:
     """No cached product differs from the catalog (checked a few times, a second apart, so a
     restock whose invalidation is on its way does not count)."""
-    client = redis.Redis.from_url(redis_url, socket_timeout=5)
+    client = redis_client(redis_url, timeout=5)
     try:
         stale: dict[str, str] = {}
         for attempt in range(CACHE_CHECKS):

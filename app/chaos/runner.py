@@ -255,7 +255,10 @@ def drive(
     settings = cluster.settings
     timeout = settings.order_deadline + TIMEOUT_MARGIN
     stop = threading.Event()
-    toys = [p["name"] for p in requests.get(f"{cluster.frontend_url}/products").json()["data"]]
+    toys = [
+        p["name"]
+        for p in requests.get(f"{cluster.frontend_url}/products", timeout=30).json()["data"]
+    ]
     history.record(
         "meta", seed=seed, duration=options.duration, shoppers=options.shoppers,
         request_timeout=timeout, order_deadline=settings.order_deadline,
@@ -280,7 +283,8 @@ def drive(
         time.sleep(min(options.min_gap, options.duration))
         while time.monotonic() < end:
             fault = injection.plan(schedule.next_kind())
-            if fault is None:
+            if fault is None:  # this kind cannot be dealt now: wait a gap, then the next
+                time.sleep(max(0.0, min(schedule.gap_time(), end - time.monotonic())))
                 continue
             injection.inject(fault)
             injection.hold(fault, schedule.hold_time())

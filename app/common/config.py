@@ -137,7 +137,6 @@ REDIS_USER = "toystore"  # the Redis ACL user of the store (the default user is 
 SENTINEL_PASSWORD = "sentinel_password"  # the query parameter of a redis+sentinel:// URL
 SENTINEL_SCHEME = "redis+sentinel"
 REDIS_SCHEMES = ("redis", "rediss", "unix", SENTINEL_SCHEME)
-_URL_SECRETS = ("password", SENTINEL_PASSWORD)
 
 
 def with_redis_credentials(url: str, password: str) -> str:
@@ -150,17 +149,14 @@ def with_redis_credentials(url: str, password: str) -> str:
 
 
 def without_credentials(url: str) -> str:
-    """``url`` with any user and password taken out, also passwords given as query parameters
-    (``sentinel_password``): what may be written to a log or file."""
+    """``url`` without its user, password and query (where ``sentinel_password`` goes): what
+    may be written to a log or file. Whatever the credentials hold, unescaped ``/``, ``?`` or
+    ``@`` included, they end at the last ``@``: everything up to it goes. A query is never
+    shown, since the only one understood is a password (a misspelt one would be too)."""
     scheme, sep, rest = url.partition("://")
     if not sep:
         return url
-    rest, _, query = rest.partition("?")
-    host, slash, path = rest.partition("/")
-    kept = "&".join(
-        item for item in query.split("&") if item and item.partition("=")[0] not in _URL_SECRETS
-    )
-    return f"{scheme}{sep}{host.rpartition('@')[2]}{slash}{path}{'?' if kept else ''}{kept}"
+    return f"{scheme}{sep}{rest.rpartition('@')[2].partition('?')[0]}"
 
 
 @dataclass(frozen=True)

@@ -74,17 +74,16 @@ def on_scrape(app: Flask, hook: Callable[[], None]) -> None:
     app.extensions.setdefault(_SCRAPE_HOOKS, []).append(hook)
 
 
-def totals(counter: Counter) -> list[tuple[dict[str, str], float]]:
-    """The counter's current values with their labels, summed over the workers."""
-    (described,) = counter.describe()
-    total = f"{described.name}_total"
-    return [
-        (sample.labels, sample.value)
-        for family in _registry().collect()
-        if family.name == described.name
-        for sample in family.samples
-        if sample.name == total
-    ]
+def totals(*counters: Counter) -> list[list[tuple[dict[str, str], float]]]:
+    """Each counter's current values with their labels, summed over the workers (the
+    workers' files are read once for all of them)."""
+    names = [f"{counter.describe()[0].name}_total" for counter in counters]
+    found: dict[str, list[tuple[dict[str, str], float]]] = {name: [] for name in names}
+    for family in _registry().collect():
+        for sample in family.samples:
+            if sample.name in found:
+                found[sample.name].append((sample.labels, sample.value))
+    return [found[name] for name in names]
 
 
 def route() -> str:

@@ -15,7 +15,6 @@ from importlib.resources import files
 from typing import Any
 
 from flask import Blueprint, Response, current_app
-from prometheus_client import Counter as PromCounter
 
 from app.common import metrics
 from app.common.errors import ok
@@ -59,17 +58,18 @@ def snapshot(frontend: Frontend) -> dict[str, Any]:
     healths = frontend.orders.survey()
     chosen = leader_choice.choose(healths)
     cache = frontend.cache
+    lookups, fills, served = metrics.totals(CACHE_LOOKUPS, CACHE_FILLS, metrics.REQUESTS)
     return {
         "at": time.time(),
         "leader": {"id": chosen[0], "term": chosen[1]} if chosen else None,
-        "replicas": [replica_view(rid, health) for rid, health in sorted(healths.items())],
+        "replicas": [replica_view(rid, health) for rid, health in healths.items()],
         "cache": {
             "enabled": cache.enabled,
             "subscribed": cache.subscribed,
-            "lookups": _by_label(CACHE_LOOKUPS, "result"),
-            "fills": _by_label(CACHE_FILLS, "result"),
+            "lookups": _by_label(lookups, "result"),
+            "fills": _by_label(fills, "result"),
         },
-        "requests": _requests(frontend.settings.service_name("frontend")),
+        "requests": _requests(served, frontend.settings.service_name("frontend")),
         "invalidations": list(cache.recent),
     }
 
@@ -86,18 +86,21 @@ def replica_view(rid: int, health: dict[str, Any] | None) -> dict[str, Any]:
     return view
 
 
-def _by_label(counter: PromCounter, label: str) -> dict[str, float]:
+Samples = list[tuple[dict[str, str], float]]
+
+
+def _by_label(samples: Samples, label: str) -> dict[str, float]:
     summed: Counter[str] = Counter()
-    for labels, value in metrics.totals(counter):
+    for labels, value in samples:
         summed[labels[label]] += value
     return dict(summed)
 
 
-def _requests(service: str) -> dict[str, Any]:
+def _requests(samples: Samples, service: str) -> dict[str, Any]:
     """This front-end's requests so far: by route, and how many were answered 5xx."""
     by_route: Counter[str] = Counter()
     server_errors = 0.0
-    for labels, value in metrics.totals(metrics.REQUESTS):
+    for labels, value in samples:
         if labels["service"] != service:
             continue
         by_route[labels["route"]] += value

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import threading
 import time
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -40,6 +41,7 @@ _MISDIRECTED = 421
 _HEALTH_TIMEOUT = 0.5
 _RETRY_PAUSE = 0.05
 _SURVEY_MARGIN = 0.05  # beyond the health checks' own timeout, for the threads' hand-over
+SURVEY_MAX_AGE = 1.0  # seconds the dashboard's survey of the replicas is reused
 
 
 class Superseded(Exception):
@@ -73,6 +75,9 @@ class OrderRouter:
         }
         # Both pools work on a request's behalf: their calls carry its id (ContextPool).
         self._pool = ContextPool(max_workers=len(self._clients), thread_name_prefix="rpc")
+        self._survey_pool = ContextPool(max_workers=len(self._clients), thread_name_prefix="survey")
+        self._survey_lock = threading.Lock()
+        self._surveyed: tuple[float, dict[int, dict[str, Any] | None]] = (-math.inf, {})
         # Calls to the leader run here so that the request's thread can look at the replicas
         # while one goes unanswered; an abandoned call keeps its thread until its timeout.
         self._calls = ContextPool(
@@ -103,16 +108,32 @@ class OrderRouter:
         return self._current_or_select(deadline)
 
     def survey(self) -> dict[int, dict[str, Any] | None]:
-        """Every replica's health reply by id, asked all at once (None: no answer in time)."""
-        deadline = time.monotonic() + self._health_timeout
-        checks = {rid: self._pool.submit(self._health, rid, deadline) for rid in self._clients}
-        wait(checks.values(), timeout=self._health_timeout + _SURVEY_MARGIN)
-        return {
-            rid: check.result() if check.done() else None for rid, check in sorted(checks.items())
-        }
+        """Every replica's health reply by id (None: no answer in time), for the dashboard.
+
+        The replicas are asked all at once on a pool of their own, so however often this is
+        called it cannot delay finding the leader; one survey runs at a time, and its answers
+        are reused for SURVEY_MAX_AGE, so callers cost the replicas one survey a second."""
+        with self._survey_lock:
+            taken, answers = self._surveyed
+            if time.monotonic() - taken < SURVEY_MAX_AGE:
+                return answers
+            deadline = time.monotonic() + self._health_timeout
+            checks = {
+                rid: self._survey_pool.submit(self._health, rid, deadline) for rid in self._clients
+            }
+            wait(checks.values(), timeout=self._health_timeout + _SURVEY_MARGIN)
+            answers = {
+                rid: check.result() if check.done() else None
+                for rid, check in sorted(checks.items())
+            }
+            for check in checks.values():
+                check.cancel()
+            self._surveyed = (time.monotonic(), answers)
+            return answers
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._survey_pool.shutdown(wait=False, cancel_futures=True)
         self._calls.shutdown(wait=False, cancel_futures=True)
         for client in self._clients.values():
             client.close()

@@ -123,7 +123,10 @@ def register(commands: argparse._SubParsersAction) -> None:
         "no order number with two contents, no stale read, stock conserved, identical logs.",
     )
     partition.add_argument(
-        "--duration", type=float, default=defaults.duration, help="seconds (default 300)"
+        "--duration",
+        type=float,
+        default=defaults.duration,
+        help=f"seconds (default {defaults.duration:g})",
     )
     partition.add_argument(
         "--shoppers", type=at_least_one, default=defaults.shoppers, help="concurrent shoppers"

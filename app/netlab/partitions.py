@@ -32,6 +32,7 @@ from app.chaos.faults import Fault, InFlight
 from app.chaos.history import History
 from app.chaos.runner import RunOptions, drive, new_seed, require_fault_tolerance
 from app.cluster import replica_name
+from app.common.config import ConfigError
 from app.netlab.lab import Lab
 from app.netlab.links import (
     HEALED,
@@ -61,8 +62,14 @@ PARTITION_KINDS = (
 )
 
 
+LEADER_WAIT = 3.0  # seconds a leader-aimed cut waits for the replicas to name a leader
+# A run directory holds this file: only such a directory is emptied for a new run.
+RUN_MARKER = ".partition-run"
+
+
 @dataclass(frozen=True)
 class PartitionOptions(RunOptions):
+    duration: float = 600.0
     run_dir: Path = Path("var/netlab-partition")
     history: Path = Path("var/netlab-partition/history.jsonl")
     kinds: tuple[str, ...] = PARTITION_KINDS
@@ -113,12 +120,26 @@ class PartitionInjector:
         self.replicas = [replica_name(rid) for rid in sorted(lab.cluster.replica_urls)]
 
     def plan(self, kind: str) -> PartitionFault:
-        leader_id = current_leader(self.lab.cluster)
+        leader_id = self._leader()
+        if leader_id is None:
+            # Just after a heal the replicas may be between leaders: cut the likeliest one,
+            # and say in the history that it was a guess.
+            self.history.record(
+                "note", t=self.history.now(), message=f"{kind}: no leader known, guessed"
+            )
         leader = replica_name(leader_id) if leader_id is not None else self.replicas[-1]
         targets, steps = partitions_for(
             kind, leader=leader, replicas=self.replicas, hosts=list(self.lab.hosts), rng=self.rng
         )
         return PartitionFault(kind, targets, partitions=steps)
+
+    def _leader(self) -> int | None:
+        deadline = time.monotonic() + LEADER_WAIT
+        while (leader_id := current_leader(self.lab.cluster)) is None:
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.1)
+        return leader_id
 
     def inject(self, fault: Fault) -> None:
         first = self._steps(fault)[0]
@@ -150,7 +171,8 @@ class PartitionInjector:
 
     @staticmethod
     def _steps(fault: Fault) -> list[Partition]:
-        assert isinstance(fault, PartitionFault), fault
+        if not isinstance(fault, PartitionFault):
+            raise TypeError(f"not a partition: {fault!r}")
         return fault.partitions
 
 
@@ -158,7 +180,7 @@ def run(options: PartitionOptions, env: Mapping[str, str] | None = None) -> Repo
     """One partition run in a lab built for it (root only; see ``app.netlab.lab``)."""
     seed = new_seed(options.seed)
     rng = random.Random(seed)
-    shutil.rmtree(options.run_dir, ignore_errors=True)
+    _fresh(options.run_dir)
     lab = Lab.create(options.run_dir, env=env, replicas=options.replicas)
     require_fault_tolerance(lab.cluster.settings)
     history = History(options.history)
@@ -171,3 +193,16 @@ def run(options: PartitionOptions, env: Mapping[str, str] | None = None) -> Repo
             )  # fmt: skip
     finally:
         history.close()
+
+
+def _fresh(run_dir: Path) -> None:
+    """Empty ``run_dir`` for a new run; refuse a non-empty one an earlier run did not make
+    (this runs as root: a mistyped ``--run-dir`` must not delete a real tree)."""
+    if run_dir.is_dir() and any(run_dir.iterdir()) and not (run_dir / RUN_MARKER).is_file():
+        raise ConfigError(
+            f"{run_dir} is not empty and holds no {RUN_MARKER}: not a partition run's "
+            "directory, so it is left alone; pick another --run-dir"
+        )
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    (run_dir / RUN_MARKER).touch()

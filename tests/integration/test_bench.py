@@ -84,7 +84,7 @@ def test_targets_are_ratios_against_the_same_runs_baselines():
         },
     }
     met = {t["target"]: (t["measured"], t["met"]) for t in run.targets(results)}
-    assert met["Zipf hit ratio / exact LRU (worst headroom)"] == (0.85, False)
+    assert met["Zipf hit ratio / exact LRU (worst)"] == (0.85, False)
     assert met["cached query / ceiling throughput"] == (0.9, True)
     assert met["cached / cache-off throughput"] == (1.8, True)
     assert met["invalidation lag p99 (ms)"] == (11, False)

@@ -72,7 +72,7 @@ def test_reads_orders_and_invalidations_show_up(store):
 
     after = wait_for(seen, 5, "the order's invalidation on the dashboard")
     newest = next(i for i in after["invalidations"] if i["product"] == "Kite")
-    assert newest["reason"] == "purchase" and 0 <= newest["lag_seconds"] < 1
+    assert newest["reason"] == "purchase" and 0 <= newest["lag_seconds"] < 5
     route = "/products/<name>"
     assert after["requests"]["by_route"][route] >= before["requests"]["by_route"].get(route, 0) + 5
     lookups, earlier = after["cache"]["lookups"], before["cache"]["lookups"]
@@ -123,9 +123,21 @@ def test_chromium_renders_the_replicas_the_leader_and_the_stream_and_it_updates(
     assert not any(route.startswith("/dashboard") for route in dom.routes)
 
 
+def test_the_page_says_so_when_the_front_end_stops_answering(store, tmp_path):
+    """The page opened from a file has no front-end to ask: after 3.5 s without a snapshot
+    it must say so, rather than keep showing the last one as current."""
+    page = tmp_path / "dashboard.html"
+    page.write_text(requests.get(f"{store.frontend_url}/dashboard", timeout=5).text)
+    dom = dump_dom(page.as_uri(), run_for_ms=5000)
+    status = re.search(r'<div id="status" class="([^"]*)">([^<]*)<', dom)
+    assert status is not None, dom[:2000]
+    assert status.group(1) == "stale" and "not answering" in status.group(2)
+
+
 def test_a_killed_replica_shows_as_not_answering_then_back(store):
     victim = min(store.replica_urls)
-    if state(store)["leader"]["id"] == victim:
+    leader = wait_for(lambda: state(store)["leader"], 10, "a leader on the dashboard")
+    if leader["id"] == victim:
         victim = max(rid for rid in store.replica_urls if rid != victim)
     store.kill(replica_name(victim))
     try:
@@ -137,7 +149,7 @@ def test_a_killed_replica_shows_as_not_answering_then_back(store):
         assert snapshot["leader"] is not None  # two of three still lead
     finally:
         store.restart(replica_name(victim))
-    wait_for(lambda: all(r["answered"] for r in state(store)["replicas"]), 10, "replica back")
+    wait_for(lambda: all(r["answered"] for r in state(store)["replicas"]), 30, "replica back")
 
 
 def not_drawn(image: Image.Image) -> str:

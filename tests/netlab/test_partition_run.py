@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from app.netlab.partitions import MOVING_MINORITY, PARTITION_KINDS, PartitionOptions, run
 from tests.conftest import _clean_env
+
+pytestmark = pytest.mark.netlab
 
 
 def test_short_partition_round_keeps_every_guarantee(tmp_path):
     options = PartitionOptions(
-        duration=40.0,
+        duration=30.0,
         shoppers=8,
         replicas=3,
         min_gap=0.3,

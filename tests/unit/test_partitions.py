@@ -7,6 +7,7 @@ import random
 import pytest
 
 from app.chaos.faults import Schedule
+from app.common.config import ConfigError
 from app.netlab.links import Cut, isolate, one_way, partial, symmetric
 from app.netlab.partitions import (
     CUT_FRONTEND_FROM_REDIS,
@@ -16,6 +17,8 @@ from app.netlab.partitions import (
     LEADER_ONE_WAY,
     MOVING_MINORITY,
     PARTITION_KINDS,
+    RUN_MARKER,
+    _fresh,
     partitions_for,
 )
 
@@ -89,3 +92,17 @@ def test_the_first_round_deals_every_kind_in_turn_then_rounds_are_shuffled():
     later = [[schedule.next_kind() for _ in PARTITION_KINDS] for _ in range(4)]
     assert all(sorted(r) == sorted(PARTITION_KINDS) for r in later)
     assert any(r != list(PARTITION_KINDS) for r in later)
+
+
+def test_a_run_directory_is_emptied_only_if_a_run_made_it(tmp_path):
+    precious = tmp_path / "home"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("years of work")
+    with pytest.raises(ConfigError, match="left alone"):
+        _fresh(precious)
+    assert (precious / "thesis.tex").exists()
+    run_dir = tmp_path / "run"
+    _fresh(run_dir)  # new: made, and marked
+    (run_dir / "history.jsonl").write_text("{}")
+    _fresh(run_dir)  # an earlier run's: emptied
+    assert sorted(p.name for p in run_dir.iterdir()) == [RUN_MARKER]

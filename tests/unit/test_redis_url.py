@@ -130,10 +130,11 @@ def test_toystore_up_lists_a_bad_redis_url_with_the_others_and_exits_2(
         ("redis+sentinel://u:pw@a:1,b:2/cache/0", "redis+sentinel://a:1,b:2/cache/0"),
         ("redis+sentinel://:pw@a:1/cache", "redis+sentinel://a:1/cache"),
         ("redis+sentinel://a:1/cache?sentinel_password=s", "redis+sentinel://a:1/cache"),
-        (
-            "redis+sentinel://u:p@w@a:1/c?sentinel_password=s&x=1",
-            "redis+sentinel://a:1/c?x=1",
-        ),
+        ("redis+sentinel://u:p@w@a:1/c?sentinel_password=s&x=1", "redis+sentinel://a:1/c"),
+        ("redis://u:pa?ss@h:6379/0", "redis://h:6379/0"),  # an unescaped ? in the password
+        ("redis://u:pa/ss@h:6379/0", "redis://h:6379/0"),
+        ("redis+sentinel://a:1/c?sentinel_pasword=s3cret", "redis+sentinel://a:1/c"),  # misspelt
+        ("redis+sentinel://a:1/c?sentinel_password=a@b", "redis+sentinel://b"),  # nothing leaks
         ("redis://u:pw@host:6379/0?password=pw", "redis://host:6379/0"),
         ("redis://host:6379/0", "redis://host:6379/0"),
         ("not a url", "not a url"),
