@@ -33,7 +33,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(bp)
 
     publisher = InvalidationPublisher(
-        settings.effective_redis_url, settings.invalidation_channel, settings.redis_timeout
+        settings.effective_redis_url,
+        settings.invalidation_channel,
+        settings.cache_prefix,
+        settings.redis_timeout,
     )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = CatalogStore(

@@ -29,7 +29,10 @@ def cmd_load(args: argparse.Namespace) -> int:
         print(f"toystore: {exc}", file=sys.stderr)
         return 2
     publisher = InvalidationPublisher(
-        settings.effective_redis_url, settings.invalidation_channel, settings.redis_timeout
+        settings.effective_redis_url,
+        settings.invalidation_channel,
+        settings.cache_prefix,
+        settings.redis_timeout,
     )
     publisher.start()
     settings.data_dir.mkdir(parents=True, exist_ok=True)

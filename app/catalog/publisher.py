@@ -1,4 +1,6 @@
-"""Publishes cache invalidations on Redis pub/sub from a background thread.
+"""Publishes cache invalidations from a background thread: for each changed toy, its cache
+entry and fill lease deleted and a message on the pub/sub channel, in one script
+(``app.common.invalidation``).
 
 Changes are queued without blocking (a purchase must never wait on Redis) and coalesced per
 toy, keeping the highest version: the front-end only needs to know "this toy changed", so
@@ -8,11 +10,10 @@ and retried with backoff.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
-import time
 
+from app.common import invalidation
 from app.common.logs import log_event
 from app.common.redis_client import redis_client
 
@@ -24,17 +25,20 @@ class InvalidationPublisher:
         self,
         redis_url: str,
         channel: str,
+        prefix: str,
         timeout: float,
         initial_backoff: float = 0.05,
         max_backoff: float = 2.0,
     ) -> None:
         self.channel = channel
+        self.prefix = prefix
         self._initial_backoff = initial_backoff
         self._max_backoff = max_backoff
         # No retries inside redis-py (redis_client): this thread does its own backoff, and a
         # retry there would only delay noticing that Redis is gone. With Sentinels, the retry
         # of a failed batch goes to the primary they name by then.
         self._client = redis_client(redis_url, timeout)
+        self._invalidate = self._client.register_script(invalidation.INVALIDATE)
         self._pending: dict[str, tuple[int, str]] = {}
         self._in_flight = False
         self._cond = threading.Condition()
@@ -106,13 +110,14 @@ class InvalidationPublisher:
         assert self._client is not None
         pipe = self._client.pipeline(transaction=False)
         for product, (version, reason) in batch.items():
-            message = {
-                "product": product,
-                "version": version,
-                "reason": reason,
-                "published_at": time.time(),  # for the front-end's invalidation lag
-            }
-            pipe.publish(self.channel, json.dumps(message))
+            self._invalidate(
+                keys=[
+                    invalidation.product_key(self.prefix, product),
+                    invalidation.lease_key(self.prefix, product),
+                ],
+                args=[self.channel, invalidation.message(product, version, reason)],
+                client=pipe,
+            )
         pipe.execute()
 
     def _requeue(self, batch: dict[str, tuple[int, str]]) -> None:

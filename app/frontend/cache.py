@@ -2,8 +2,9 @@
 
 The protocol is in docs/design.md ("Cache protocol"). In short: a miss takes a lease token,
 reads the catalog, and stores the value only if the lease still holds that token; an
-invalidation deletes value and lease, so a value read before an invalidation can never be
-stored after it. Each worker runs one listener thread; while it is not subscribed the worker
+invalidation deletes value and lease (the catalog's publisher does, in the same script that
+announces it: ``app.common.invalidation``), so a value read before an invalidation can never
+be stored after it. Each worker runs one listener thread; while it is not subscribed the worker
 bypasses the cache, and every (re)subscription first drops all cached products, because
 invalidations may have been missed while the subscription was down.
 """
@@ -22,6 +23,7 @@ from typing import Any
 import orjson
 import redis
 
+from app.common import invalidation
 from app.common.config import Settings
 from app.common.logs import log_event
 from app.common.redis_client import redis_client
@@ -85,10 +87,10 @@ class ProductCache:
     # Keys.
 
     def product_key(self, name: str) -> str:
-        return f"{self._prefix}:product:{name}"
+        return invalidation.product_key(self._prefix, name)
 
     def lease_key(self, name: str) -> str:
-        return f"{self._prefix}:lease:{name}"
+        return invalidation.lease_key(self._prefix, name)
 
     @property
     def subscribed(self) -> bool:
@@ -174,13 +176,9 @@ class ProductCache:
         if not self.usable:
             return
         try:
-            self._delete(name)
+            self._redis.delete(self.product_key(name), self.lease_key(name))
         except redis.RedisError as exc:
             self._failed(exc)
-
-    def _delete(self, name: str) -> None:
-        self._redis.delete(self.product_key(name), self.lease_key(name))
-        log_event(log, "cache invalidated", logging.DEBUG, product=name)
 
     def flush(self) -> int:
         """Delete every product and lease key under our prefix; how many were deleted."""
@@ -278,7 +276,7 @@ class ProductCache:
             log_event(log, "unreadable invalidation; flushing", logging.WARNING, data=data[:200])
             self.flush()
             return
-        self._delete(name)
+        # The catalog's script deleted the entry and its lease before it sent this.
         received = time.time()
         published = message.get("published_at")
         lag = None

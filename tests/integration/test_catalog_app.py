@@ -17,6 +17,7 @@ from flask.testing import FlaskClient
 from app.catalog import create_app
 from app.catalog.catalog_data import write_catalog
 from app.catalog.publisher import InvalidationPublisher
+from app.common import invalidation
 from app.common.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -344,6 +345,23 @@ def test_purchase_and_undo_publish_invalidations(client, subscriber):
     assert next_invalidation(subscriber) == {"product": "Fox", "version": 3, "reason": "undo"}
 
 
+def test_the_catalog_deletes_the_cached_entry_and_lease_before_it_announces_the_change(
+    client, subscriber, redis_url
+):
+    server = redis.Redis.from_url(redis_url)
+    prefix = Settings().cache_prefix
+    keys = [invalidation.product_key(prefix, "Kite"), invalidation.lease_key(prefix, "Kite")]
+    for key in keys:
+        server.set(key, "before the purchase")
+    untouched = invalidation.product_key(prefix, "Tux")
+    server.set(untouched, "another toy")
+    purchase(client, key="k1", name="Kite", quantity=1)
+    assert next_invalidation(subscriber)["product"] == "Kite"
+    # One script deleted and announced: once the message is out, the keys are gone.
+    assert server.exists(*keys) == 0
+    assert server.get(untouched) == b"another toy"
+
+
 def test_refused_and_repeated_purchases_publish_nothing(app, client, subscriber):
     purchase(client, key="k1", name="Fox", quantity=1)
     assert next_invalidation(subscriber)["version"] == 2
@@ -387,7 +405,7 @@ def test_purchases_do_not_wait_on_a_dead_redis(tmp_path):
 def test_publisher_retries_until_redis_comes_up(tmp_path):
     port = free_port()
     publisher = InvalidationPublisher(
-        f"redis://127.0.0.1:{port}/0", "test:inv", timeout=0.2, max_backoff=0.1
+        f"redis://127.0.0.1:{port}/0", "test:inv", "test", timeout=0.2, max_backoff=0.1
     )
     publisher.start()
     # Redis starts on a unix socket only, so the test can subscribe before the publisher can

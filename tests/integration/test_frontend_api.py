@@ -12,6 +12,7 @@ import time
 import pytest
 import redis
 
+from app.common import invalidation
 from app.common.config import Settings
 from app.frontend import create_app as create_frontend
 from app.frontend.leader import DEADLINE_MESSAGE
@@ -97,15 +98,20 @@ def test_published_invalidation_refreshes_the_product(app, client, cluster):
     cache = app.extensions["frontend"].cache
     server = redis.Redis.from_url(cluster.redis_url)
     assert server.exists(cache.product_key(TOY))
-    server.publish(
-        cluster.settings.invalidation_channel,
-        json.dumps({"product": TOY, "version": 9, "reason": "restock"}),
+    received = cache.recent[0]["received_at"] if cache.recent else 0.0
+    # What the catalog's publisher runs for a change: delete the entry and lease, announce.
+    server.register_script(invalidation.INVALIDATE)(
+        keys=[cache.product_key(TOY), cache.lease_key(TOY)],
+        args=[cluster.settings.invalidation_channel, invalidation.message(TOY, 9, "restock")],
     )
+    assert not server.exists(cache.product_key(TOY))
     for _ in range(500):
-        if not server.exists(cache.product_key(TOY)):
+        if cache.recent and cache.recent[0]["received_at"] > received:
             break
         time.sleep(0.01)
-    assert not server.exists(cache.product_key(TOY))
+    assert cache.recent[0]["product"] == TOY and cache.recent[0]["version"] == 9
+    assert client.get(f"/products/{TOY}").status_code == 200  # read again and refilled
+    assert server.exists(cache.product_key(TOY))
 
 
 @pytest.mark.parametrize(

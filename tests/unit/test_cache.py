@@ -15,11 +15,13 @@ import pytest
 import redis
 from prometheus_client import REGISTRY
 
+from app.common import invalidation
 from app.common.config import Settings
 from app.frontend.cache import ProductCache
 from tests.conftest import free_port
 
 CHANNEL = "test:invalidations"
+PREFIX = Settings().cache_prefix
 
 
 class Catalog:
@@ -78,8 +80,11 @@ def catalog() -> Catalog:
 
 
 def publish(server: redis.Redis, name: str, version: int) -> None:
-    message = {"product": name, "version": version, "reason": "purchase"}
-    server.publish(CHANNEL, json.dumps(message))
+    """What the catalog's publisher does for a change: the script that deletes the toy's
+    entry and lease and announces it."""
+    keys = [invalidation.product_key(PREFIX, name), invalidation.lease_key(PREFIX, name)]
+    message = invalidation.message(name, version, "purchase")
+    server.register_script(invalidation.INVALIDATE)(keys=keys, args=[CHANNEL, message])
 
 
 def test_miss_fills_then_hit_serves_from_redis(cache, catalog, server):
