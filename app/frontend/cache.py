@@ -276,7 +276,11 @@ class ProductCache:
             log_event(log, "unreadable invalidation; flushing", logging.WARNING, data=data[:200])
             self.flush()
             return
-        # The catalog's script deleted the entry and its lease before it sent this.
+        if message.get("deleted") is not True:
+            # Not from the catalog's script (which deletes the entry and its lease before it
+            # announces the change, and says so): remove them here. A failure raises into
+            # the listener, which resubscribes and flushes.
+            self._redis.delete(self.product_key(name), self.lease_key(name))
         received = time.time()
         published = message.get("published_at")
         lag = None

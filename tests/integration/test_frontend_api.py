@@ -94,11 +94,30 @@ def test_unknown_toy_is_404(client):
 
 
 def test_published_invalidation_refreshes_the_product(app, client, cluster):
+    """A plain message on the channel (an operator's redis-cli, another publisher): the
+    front-end removes the entry itself."""
+    client.get(f"/products/{TOY}")
+    cache = app.extensions["frontend"].cache
+    server = redis.Redis.from_url(cluster.redis_url)
+    assert server.exists(cache.product_key(TOY))
+    server.publish(
+        cluster.settings.invalidation_channel,
+        json.dumps({"product": TOY, "version": 9, "reason": "restock"}),
+    )
+    for _ in range(500):
+        if not server.exists(cache.product_key(TOY)):
+            break
+        time.sleep(0.01)
+    assert not server.exists(cache.product_key(TOY))
+
+
+def test_the_catalogs_invalidation_script_needs_no_deletion_from_the_workers(app, client, cluster):
     client.get(f"/products/{TOY}")
     cache = app.extensions["frontend"].cache
     server = redis.Redis.from_url(cluster.redis_url)
     assert server.exists(cache.product_key(TOY))
     received = cache.recent[0]["received_at"] if cache.recent else 0.0
+    deletes = _del_calls(server)
     # What the catalog's publisher runs for a change: delete the entry and lease, announce.
     server.register_script(invalidation.INVALIDATE)(
         keys=[cache.product_key(TOY), cache.lease_key(TOY)],
@@ -110,8 +129,13 @@ def test_published_invalidation_refreshes_the_product(app, client, cluster):
             break
         time.sleep(0.01)
     assert cache.recent[0]["product"] == TOY and cache.recent[0]["version"] == 9
+    assert _del_calls(server) == deletes + 1  # the script's own; the worker sent none
     assert client.get(f"/products/{TOY}").status_code == 200  # read again and refilled
     assert server.exists(cache.product_key(TOY))
+
+
+def _del_calls(server: redis.Redis) -> int:
+    return server.info("commandstats").get("cmdstat_del", {}).get("calls", 0)
 
 
 @pytest.mark.parametrize(
