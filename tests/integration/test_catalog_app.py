@@ -84,6 +84,7 @@ def next_invalidation(pubsub, timeout: float = 3.0) -> dict:
         message = pubsub.get_message(timeout=0.1)
         if message and message["type"] == "message":
             invalidation = json.loads(message["data"])
+            assert invalidation.pop("deleted") is True  # the keys went in the same script
             published_at = invalidation.pop("published_at")
             assert abs(time.time() - published_at) < timeout + 1  # wall clock, for the lag metric
             return invalidation
